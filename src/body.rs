@@ -1,0 +1,247 @@
+//! [`ResponseBody`]: the response body the layer hands back, and body replay for requests.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The body of a response that passed through [`VaultAuth`](crate::VaultAuth).
+    ///
+    /// Most responses are passed through as they are. When the layer had to read a body to see
+    /// whether Vault rejected the token, and it turned out not to be a rejection, the frames it read
+    /// are handed out first, then the rest of the original body: the caller gets every byte (and
+    /// trailers) exactly as the server sent them.
+    pub struct ResponseBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        Direct {
+            #[pin]
+            body: B,
+        },
+        ReadAhead {
+            frames: VecDeque<Frame<B::Data>>,
+            error: Option<B::Error>,
+            body: Pin<Box<B>>,
+        },
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    #[inline]
+    pub(crate) fn new(body: B) -> Self {
+        Self {
+            kind: Kind::Direct { body },
+        }
+    }
+
+    pub(crate) fn with_read_ahead(
+        frames: VecDeque<Frame<B::Data>>,
+        error: Option<B::Error>,
+        body: Pin<Box<B>>,
+    ) -> Self {
+        Self {
+            kind: Kind::ReadAhead {
+                frames,
+                error,
+                body,
+            },
+        }
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Direct { body } => body.poll_frame(cx),
+            KindProj::ReadAhead {
+                frames,
+                error,
+                body,
+            } => {
+                if let Some(frame) = frames.pop_front() {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                if let Some(error) = error.take() {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                body.as_mut().poll_frame(cx)
+            }
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Direct { body } => body.is_end_stream(),
+            Kind::ReadAhead {
+                frames,
+                error,
+                body,
+            } => frames.is_empty() && error.is_none() && body.is_end_stream(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Direct { body } => body.size_hint(),
+            Kind::ReadAhead { frames, body, .. } => {
+                let ahead: u64 = frames
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.remaining() as u64)
+                    .sum();
+                let rest = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + ahead);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + ahead);
+                }
+                hint
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B>
+where
+    B: Body + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Direct { body } => f.debug_tuple("ResponseBody").field(body).finish(),
+            Kind::ReadAhead { frames, body, .. } => f
+                .debug_struct("ResponseBody")
+                .field("read_ahead_frames", &frames.len())
+                .field("rest", body)
+                .finish(),
+        }
+    }
+}
+
+/// Copies the bytes of `data` into `out` without consuming it. Returns `false` if the buffer is
+/// split into more pieces than this reads at once (then the caller gives up inspecting).
+pub(crate) fn copy_chunks<D: Buf>(data: &D, out: &mut Vec<u8>) -> bool {
+    let mut slices = [IoSlice::new(&[]); 16];
+    let filled = data.chunks_vectored(&mut slices);
+    let mut copied = 0;
+    for slice in &slices[..filled] {
+        out.extend_from_slice(slice);
+        copied += slice.len();
+    }
+    copied == data.remaining()
+}
+
+/// A copy of `body` for a replay, if its type is one whose content can be reproduced and its
+/// size is known and at most `cap` bytes.
+///
+/// Bodies are copied, not buffered: the types known here hold their content in memory (or hold
+/// none), so the copy is a reference-count increment for `Bytes`-backed bodies.
+pub(crate) fn replay_copy<B: Body + 'static>(body: &B, cap: u64) -> Option<B> {
+    let size = body.size_hint();
+    if size.upper() != Some(size.lower()) || size.lower() > cap {
+        return None;
+    }
+    let body: &dyn Any = body;
+    if let Some(b) = body.downcast_ref::<http_body_util::Full<Bytes>>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = body.downcast_ref::<http_body_util::Empty<Bytes>>() {
+        return cast(*b);
+    }
+    if let Some(b) = body.downcast_ref::<String>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = body.downcast_ref::<Bytes>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = body.downcast_ref::<http_body_util::Full<&'static [u8]>>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = body.downcast_ref::<http_body_util::Empty<&'static [u8]>>() {
+        return cast(*b);
+    }
+    None
+}
+
+/// Turns a value of a concrete type back into the generic type it was downcast from.
+fn cast<T: 'static, B: 'static>(value: T) -> Option<B> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    #[test]
+    fn known_bodies_are_copied_within_the_cap() {
+        let full = Full::new(Bytes::from_static(b"q=select id from documents"));
+        let copy = replay_copy(&full, 64).expect("full bodies replay");
+        assert_eq!(copy.size_hint().exact(), Some(26));
+        assert!(replay_copy(&full, 10).is_none(), "over the cap");
+        assert!(replay_copy(&Empty::<Bytes>::new(), 0).is_some());
+        assert!(replay_copy(&String::from("abc"), 64).is_some());
+    }
+
+    /// A body of unknown length, like a stream.
+    struct Chunks(Option<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[test]
+    fn streaming_and_unknown_bodies_are_not_copied() {
+        assert!(replay_copy(&Chunks(Some(Bytes::from_static(b"x"))), 1 << 20).is_none());
+        let boxed = Full::new(Bytes::from_static(b"x")).boxed();
+        assert!(replay_copy(&boxed, 1 << 20).is_none(), "type-erased bodies cannot be copied");
+    }
+
+    #[tokio::test]
+    async fn read_ahead_frames_come_first_then_the_rest() {
+        let mut ahead = VecDeque::new();
+        ahead.push_back(Frame::data(Bytes::from_static(b"hello ")));
+        let body =
+            ResponseBody::with_read_ahead(ahead, None, Box::pin(Full::new(Bytes::from_static(b"world"))));
+        assert_eq!(body.size_hint().exact(), Some(11));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello world");
+    }
+}

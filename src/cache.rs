@@ -1,0 +1,772 @@
+//! The credential cache: the current token in an `ArcSwap`, one fetch at a time, and a
+//! maintainer task that refreshes ahead of expiry, polls changing sources and retries failures.
+//!
+//! The request path reads one atomic stamp and clones a header value from a thread-local copy;
+//! everything else here runs off that path, under a `std` mutex that is never held across an
+//! `.await`.
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::error::TokenUnavailable;
+use crate::source::{SourceError, TokenSource};
+use crate::token::AccessToken;
+
+/// The stamp's value when no token is held.
+const NO_TOKEN: u64 = 0;
+
+/// How many layers one thread keeps a header copy for before it forgets the oldest.
+const LOCAL_SLOTS: usize = 8;
+
+/// When to renew a token that carries an expiry.
+///
+/// The renewal starts `margin` before expiry, where `margin` is a tenth of the token's lifetime,
+/// kept between [`min_margin`](RefreshPolicy::min_margin) (10 s) and
+/// [`max_margin`](RefreshPolicy::max_margin) (5 min) and never more than half the lifetime. A random
+/// jitter of up to half the margin is taken off on top, so that many processes holding tokens of
+/// the same lifetime do not renew in the same second. For a one-hour token the renewal starts
+/// between 52.5 and 55 minutes after it was issued.
+///
+/// ```
+/// use std::time::Duration;
+/// use veeva_vault_auth::RefreshPolicy;
+///
+/// let policy = RefreshPolicy::default().min_margin(Duration::from_secs(30));
+/// let (earliest, latest) = policy.window(Duration::from_secs(3600));
+/// assert_eq!(latest, Duration::from_secs(3300));
+/// assert_eq!(earliest, Duration::from_secs(3150));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    min_margin: Duration,
+    max_margin: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            min_margin: Duration::from_secs(10),
+            max_margin: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// The smallest margin before expiry (still capped at half the lifetime).
+    #[must_use]
+    pub fn min_margin(mut self, margin: Duration) -> Self {
+        self.min_margin = margin;
+        self.max_margin = self.max_margin.max(margin);
+        self
+    }
+
+    /// The largest margin before expiry.
+    #[must_use]
+    pub fn max_margin(mut self, margin: Duration) -> Self {
+        self.max_margin = margin;
+        self.min_margin = self.min_margin.min(margin);
+        self
+    }
+
+    fn margin(&self, lifetime: Duration) -> Duration {
+        (lifetime / 10)
+            .clamp(self.min_margin, self.max_margin)
+            .min(lifetime / 2)
+    }
+
+    /// The earliest and latest moment, counted from issue, at which a token with this lifetime is
+    /// renewed.
+    pub fn window(&self, lifetime: Duration) -> (Duration, Duration) {
+        let margin = self.margin(lifetime);
+        let latest = lifetime - margin;
+        (latest.saturating_sub(margin / 2), latest)
+    }
+
+    /// When to renew a token that expires at `expires_at`, seen at `now`.
+    fn refresh_at(&self, now: Instant, expires_at: Instant) -> Instant {
+        let lifetime = expires_at.saturating_duration_since(now);
+        let margin = self.margin(lifetime);
+        let jitter = random_below(margin / 2);
+        (expires_at - margin).checked_sub(jitter).unwrap_or(now).max(now)
+    }
+}
+
+/// How long to wait before asking a failing source again.
+///
+/// After the n-th failure in a row the wait is `base · 2ⁿ⁻¹`, at most `max`; an error that says
+/// retrying will not help waits `max` at once. Requests that arrive without a usable token during
+/// the wait fail at once with the last error instead of asking the source again.
+///
+/// ```
+/// use std::time::Duration;
+/// use veeva_vault_auth::Backoff;
+///
+/// let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// assert_eq!(backoff.delay(1, true), Duration::from_millis(500));
+/// assert_eq!(backoff.delay(3, true), Duration::from_secs(2));
+/// assert_eq!(backoff.delay(20, true), Duration::from_secs(30));
+/// assert_eq!(backoff.delay(1, false), Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    /// 1 s, doubling, at most 60 s.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl Backoff {
+    /// Starts at `base`, doubles after every failure, never exceeds `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max: max.max(base),
+        }
+    }
+
+    /// The wait after `failures` failures in a row (at least 1).
+    pub fn delay(&self, failures: u32, retryable: bool) -> Duration {
+        if !retryable {
+            return self.max;
+        }
+        let doublings = failures.saturating_sub(1).min(31);
+        self.base
+            .checked_mul(1u32 << doublings)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// The cache's settings, fixed when the layer is built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CacheConfig {
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) refresh: RefreshPolicy,
+    pub(crate) backoff: Backoff,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            fetch_timeout: Duration::from_secs(30),
+            refresh: RefreshPolicy::default(),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// One token as held by the cache.
+pub(crate) struct Credential {
+    pub(crate) generation: u64,
+    pub(crate) token: AccessToken,
+    header: HeaderValue,
+    refresh_at: Option<Instant>,
+}
+
+/// How a fetch ended, as every waiter sees it.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    /// A token is in place with this generation.
+    Installed(u64),
+    /// The source handed back the token that Vault had just rejected.
+    Unchanged,
+    /// No token could be had.
+    Failed(TokenUnavailable),
+}
+
+/// What a request whose token Vault rejected should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reacquired {
+    /// A different token is in place: send again.
+    Replay,
+    /// Nothing better is to be had now: hand the rejection to the caller.
+    GiveUp,
+}
+
+#[derive(Default)]
+struct State {
+    inflight: Option<watch::Receiver<Option<Outcome>>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<TokenUnavailable>,
+    last_fetch_at: Option<Instant>,
+    rejected: Option<Arc<Credential>>,
+    next_generation: u64,
+    maintainer: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Stats {
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    reacquisitions: AtomicU64,
+    replays: AtomicU64,
+}
+
+/// A point-in-time view of a layer's credential, for health checks and metrics.
+///
+/// It never holds the token's value.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AuthStatus {
+    /// The generation of the current token (1 for the first one fetched), if one is held.
+    pub generation: Option<u64>,
+    /// When the current token expires, if it is held and its expiry is known.
+    pub expires_at: Option<Instant>,
+    /// When the current token will be renewed in the background, if planned.
+    pub refresh_at: Option<Instant>,
+    /// The error of the last fetch, if it failed.
+    pub last_error: Option<TokenUnavailable>,
+    /// Failed fetches since the last success.
+    pub consecutive_failures: u32,
+    /// Before this moment a request without a token fails at once instead of fetching.
+    pub retry_at: Option<Instant>,
+    /// Fetches started, successful or not.
+    pub fetches: u64,
+    /// Fetches that failed.
+    pub fetch_failures: u64,
+    /// Times Vault rejected the current token and a new one was asked for.
+    pub reacquisitions: u64,
+    /// Requests sent a second time with a new token.
+    pub replays: u64,
+}
+
+pub(crate) struct Cache {
+    id: u64,
+    stamp: AtomicU64,
+    current: ArcSwapOption<Credential>,
+    source: Arc<dyn TokenSource>,
+    config: CacheConfig,
+    state: Mutex<State>,
+    stats: Stats,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("generation", &self.stamp.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(task) = self.lock().maintainer.take() {
+            task.abort();
+        }
+        registry()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Weak<Cache>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Weak<Cache>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Mutex::default)
+}
+
+struct LocalCopy {
+    cache: u64,
+    generation: u64,
+    header: HeaderValue,
+}
+
+thread_local! {
+    /// Each thread's own copy of each layer's header value: cloning it bumps a reference count
+    /// that no other core touches.
+    static LOCAL: RefCell<Vec<LocalCopy>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Cache {
+    pub(crate) fn new(source: Arc<dyn TokenSource>, config: CacheConfig) -> Arc<Self> {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let cache = Arc::new(Self {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            stamp: AtomicU64::new(NO_TOKEN),
+            current: ArcSwapOption::empty(),
+            source,
+            config,
+            state: Mutex::new(State::default()),
+            stats: Stats::default(),
+            wake: Arc::new(Notify::new()),
+        });
+        registry()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(cache.id, Arc::downgrade(&cache));
+        cache
+    }
+
+    /// This cache's process-wide id.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The live cache with this id. Response futures find their cache here when a token is
+    /// rejected, so that the request path need not clone an `Arc` for every request.
+    pub(crate) fn find(id: u64) -> Option<Arc<Cache>> {
+        registry()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .and_then(Weak::upgrade)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is a plain store.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current token's generation and header value, or `None` if no usable token is held.
+    ///
+    /// This is the request path: one atomic load and, in steady state, one clone of this
+    /// thread's copy of the header. A copy is made (one allocation) only when the token changed
+    /// since this thread last saw it.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<(u64, HeaderValue)> {
+        let stamp = self.stamp.load(Ordering::Acquire);
+        if stamp == NO_TOKEN {
+            return None;
+        }
+        LOCAL
+            .try_with(|slots| {
+                let mut slots = slots.borrow_mut();
+                if let Some(slot) = slots.iter().find(|s| s.cache == self.id) {
+                    if slot.generation == stamp {
+                        return Some((stamp, slot.header.clone()));
+                    }
+                }
+                self.refresh_local(&mut slots)
+            })
+            .unwrap_or_else(|_| {
+                // The thread is shutting down and its locals are gone: use the shared value.
+                let credential = self.current.load_full()?;
+                Some((credential.generation, credential.header.clone()))
+            })
+    }
+
+    #[cold]
+    fn refresh_local(&self, slots: &mut Vec<LocalCopy>) -> Option<(u64, HeaderValue)> {
+        let credential = self.current.load_full()?;
+        let copy = LocalCopy {
+            cache: self.id,
+            generation: credential.generation,
+            header: credential.token.bearer_header(),
+        };
+        let found = (credential.generation, copy.header.clone());
+        slots.retain(|s| s.cache != self.id);
+        if slots.len() == LOCAL_SLOTS {
+            slots.remove(0);
+        }
+        slots.push(copy);
+        Some(found)
+    }
+
+    /// Waits until a token is held, starting or joining a fetch.
+    ///
+    /// Fails at once while backing off after failures; never waits longer than one fetch, which
+    /// has a timeout.
+    pub(crate) fn acquire(self: &Arc<Self>) -> BoxOutcome {
+        let mut state = self.lock();
+        if let Some(current) = self.current.load_full() {
+            return ready(Outcome::Installed(current.generation));
+        }
+        if state.inflight.is_none() {
+            if let Some(err) = self.backing_off(&state) {
+                return ready(Outcome::Failed(err));
+            }
+        }
+        self.join_or_start(&mut state)
+    }
+
+    /// Vault rejected the token of `generation`: drop it if it is still the current one and get
+    /// another, once for everybody whose request it failed.
+    pub(crate) fn reject(self: &Arc<Self>, generation: u64) -> BoxReacquired {
+        let mut state = self.lock();
+        let current = self.current.load_full();
+        let outcome = match current {
+            // A newer token is already in place.
+            Some(current) if current.generation != generation => {
+                return Box::pin(std::future::ready(Reacquired::Replay));
+            }
+            Some(current) => {
+                if state.inflight.is_none() && self.backing_off(&state).is_some() {
+                    // Asked recently and got nothing better: keep the token, do not ask again.
+                    return Box::pin(std::future::ready(Reacquired::GiveUp));
+                }
+                self.stats.reacquisitions.fetch_add(1, Ordering::Relaxed);
+                self.current.store(None);
+                self.stamp.store(NO_TOKEN, Ordering::Release);
+                state.rejected = Some(current);
+                self.join_or_start(&mut state)
+            }
+            // Dropped already by another request: wait for the fetch, if any.
+            None => match &state.inflight {
+                Some(_) => self.join_or_start(&mut state),
+                None => return Box::pin(std::future::ready(Reacquired::GiveUp)),
+            },
+        };
+        drop(state);
+        Box::pin(async move {
+            match outcome.await {
+                Outcome::Installed(new) if new != generation => Reacquired::Replay,
+                _ => Reacquired::GiveUp,
+            }
+        })
+    }
+
+    /// Fetches now, even while backing off, and waits for the result (the handle's
+    /// `force_refresh`). The current token keeps being served meanwhile.
+    pub(crate) fn force_refresh(self: &Arc<Self>) -> BoxOutcome {
+        let mut state = self.lock();
+        self.join_or_start(&mut state)
+    }
+
+    /// Drops the current token; the next request fetches a new one.
+    pub(crate) fn invalidate(&self) {
+        let mut state = self.lock();
+        if let Some(current) = self.current.swap(None) {
+            state.rejected = Some(current);
+        }
+        self.stamp.store(NO_TOKEN, Ordering::Release);
+        state.retry_at = None;
+    }
+
+    pub(crate) fn count_replay(&self) {
+        self.stats.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self) -> AuthStatus {
+        let state = self.lock();
+        let current = self.current.load_full();
+        AuthStatus {
+            generation: current.as_ref().map(|c| c.generation),
+            expires_at: current.as_ref().and_then(|c| c.token.expires_at()),
+            refresh_at: current.as_ref().and_then(|c| c.refresh_at),
+            last_error: state.last_error.clone(),
+            consecutive_failures: state.failures,
+            retry_at: state.retry_at.filter(|at| *at > Instant::now()),
+            fetches: self.stats.fetches.load(Ordering::Relaxed),
+            fetch_failures: self.stats.failures.load(Ordering::Relaxed),
+            reacquisitions: self.stats.reacquisitions.load(Ordering::Relaxed),
+            replays: self.stats.replays.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The error to fail with instead of fetching, while backing off.
+    fn backing_off(&self, state: &State) -> Option<TokenUnavailable> {
+        let retry_at = state.retry_at?;
+        let now = Instant::now();
+        if retry_at <= now {
+            return None;
+        }
+        let last = state.last_error.clone()?;
+        Some(last.backing_off(retry_at - now))
+    }
+
+    fn join_or_start(self: &Arc<Self>, state: &mut State) -> BoxOutcome {
+        let mut receiver = match &state.inflight {
+            Some(receiver) => receiver.clone(),
+            None => match self.start_fetch(state) {
+                Ok(receiver) => receiver,
+                Err(err) => return ready(Outcome::Failed(err)),
+            },
+        };
+        Box::pin(async move {
+            match receiver.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone().expect("waited for an outcome"),
+                Err(_) => Outcome::Failed(TokenUnavailable::panicked()),
+            }
+        })
+    }
+
+    fn start_fetch(
+        self: &Arc<Self>,
+        state: &mut State,
+    ) -> Result<watch::Receiver<Option<Outcome>>, TokenUnavailable> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| TokenUnavailable::no_runtime())?;
+        let (sender, receiver) = watch::channel(None);
+        state.inflight = Some(receiver.clone());
+        state.last_fetch_at = Some(Instant::now());
+        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        let finish = FinishFetch {
+            cache: Arc::clone(self),
+            sender,
+            done: false,
+        };
+        runtime.spawn(finish.run());
+        Ok(receiver)
+    }
+
+    /// Records a fetch's result and says how it ended.
+    fn complete(self: &Arc<Self>, result: Result<AccessToken, TokenUnavailable>) -> Outcome {
+        let mut state = self.lock();
+        state.inflight = None;
+        let now = Instant::now();
+        let result = result.and_then(|token| {
+            if token.is_expired_at(now) {
+                Err(TokenUnavailable::from_source(SourceError::retryable(
+                    "the token source returned a token that has already expired",
+                )))
+            } else {
+                Ok(token)
+            }
+        });
+        let token = match result {
+            Ok(token) => token,
+            Err(err) => {
+                state.failures = state.failures.saturating_add(1);
+                let delay = self.config.backoff.delay(state.failures, err.is_retryable());
+                state.retry_at = Some(now + delay);
+                state.last_error = Some(err.clone());
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.wake.notify_one();
+                return Outcome::Failed(err);
+            }
+        };
+
+        let rejected = state.rejected.take();
+        let current = self.current.load_full();
+        let same_as = |held: &Option<Arc<Credential>>| {
+            held.as_ref()
+                .is_some_and(|c| c.token.same_value(&token) && c.token.expires_at() == token.expires_at())
+        };
+
+        let outcome = if same_as(&current) {
+            // A poll or refresh found what is already in place.
+            state.failures = 0;
+            state.retry_at = None;
+            state.last_error = None;
+            Outcome::Installed(current.expect("checked above").generation)
+        } else if rejected.as_ref().is_some_and(|c| c.token.same_value(&token)) {
+            // The source has nothing newer than the token Vault refused. Serve it again (it is all
+            // there is) but back off before asking the source about it again.
+            state.failures = state.failures.saturating_add(1);
+            let delay = self.config.backoff.delay(state.failures, true);
+            state.retry_at = Some(now + delay);
+            self.install(&mut state, token, now);
+            Outcome::Unchanged
+        } else {
+            state.failures = 0;
+            state.retry_at = None;
+            state.last_error = None;
+            Outcome::Installed(self.install(&mut state, token, now))
+        };
+        self.ensure_maintainer(&mut state);
+        self.wake.notify_one();
+        outcome
+    }
+
+    fn install(&self, state: &mut State, token: AccessToken, now: Instant) -> u64 {
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        let refresh_at = token
+            .expires_at()
+            .map(|expires_at| self.config.refresh.refresh_at(now, expires_at));
+        let header = token.bearer_header();
+        self.current.store(Some(Arc::new(Credential {
+            generation,
+            token,
+            header,
+            refresh_at,
+        })));
+        self.stamp.store(generation, Ordering::Release);
+        generation
+    }
+
+    fn ensure_maintainer(self: &Arc<Self>, state: &mut State) {
+        if state.maintainer.is_some() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let task = runtime.spawn(maintain(Arc::downgrade(self), Arc::clone(&self.wake)));
+            state.maintainer = Some(task.abort_handle());
+        }
+    }
+
+    /// What the maintainer should do now, or when to look again.
+    fn plan(&self, now: Instant) -> Plan {
+        let state = self.lock();
+        let current = self.current.load_full();
+        let expires_at = current.as_ref().and_then(|c| c.token.expires_at());
+        if expires_at.is_some_and(|at| at <= now) {
+            return Plan::Expire(current.expect("has an expiry").generation);
+        }
+        let poll_at = self
+            .source
+            .poll_interval()
+            .and_then(|every| state.last_fetch_at.map(|at| at + every));
+        let refresh_at = current.as_ref().and_then(|c| c.refresh_at);
+        let recover_at = if current.is_none() && state.failures > 0 {
+            state.retry_at
+        } else {
+            None
+        };
+        let due = [refresh_at, poll_at, recover_at].into_iter().flatten().min();
+        let due = match (due, state.retry_at) {
+            (Some(due), Some(retry_at)) if state.failures > 0 => Some(due.max(retry_at)),
+            (due, _) => due,
+        };
+        if state.inflight.is_some() {
+            return Plan::Sleep(expires_at);
+        }
+        match due {
+            Some(due) if due <= now => Plan::Fetch,
+            due => Plan::Sleep([due, expires_at].into_iter().flatten().min()),
+        }
+    }
+
+    fn expire(&self, generation: u64) {
+        let _state = self.lock();
+        let current = self.current.load();
+        if current.as_ref().is_some_and(|c| c.generation == generation) {
+            drop(current);
+            self.current.store(None);
+            self.stamp.store(NO_TOKEN, Ordering::Release);
+        }
+    }
+}
+
+enum Plan {
+    Expire(u64),
+    Fetch,
+    Sleep(Option<Instant>),
+}
+
+/// Renews tokens before they expire, drops them when they do, polls sources that can change and
+/// retries failed fetches, for as long as the cache lives.
+async fn maintain(cache: Weak<Cache>, wake: Arc<Notify>) {
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let plan = match cache.upgrade() {
+            Some(cache) => cache.plan(Instant::now()),
+            None => return,
+        };
+        match plan {
+            Plan::Expire(generation) => {
+                if let Some(cache) = cache.upgrade() {
+                    cache.expire(generation);
+                }
+            }
+            Plan::Fetch => {
+                let Some(strong) = cache.upgrade() else { return };
+                let outcome = strong.force_refresh();
+                drop(strong);
+                outcome.await;
+            }
+            Plan::Sleep(Some(at)) => {
+                // Woken by the deadline or by a change, whichever comes first.
+                let _ = tokio::time::timeout_at(at, notified).await;
+            }
+            Plan::Sleep(None) => notified.await,
+        }
+    }
+}
+
+/// Runs one fetch and publishes its outcome. If the fetch is dropped before it finishes (its
+/// task aborted, or the source panicked), the drop publishes an error so nobody waits forever.
+struct FinishFetch {
+    cache: Arc<Cache>,
+    sender: watch::Sender<Option<Outcome>>,
+    done: bool,
+}
+
+impl FinishFetch {
+    async fn run(mut self) {
+        let timeout = self.cache.config.fetch_timeout;
+        let result = match tokio::time::timeout(timeout, self.cache.source.fetch()).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(err)) => Err(TokenUnavailable::from_source(err)),
+            Err(_) => Err(TokenUnavailable::timed_out(timeout)),
+        };
+        let outcome = self.cache.complete(result);
+        self.done = true;
+        self.sender.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for FinishFetch {
+    fn drop(&mut self) {
+        if !self.done {
+            let outcome = self.cache.complete(Err(TokenUnavailable::panicked()));
+            self.sender.send_replace(Some(outcome));
+        }
+    }
+}
+
+pub(crate) type BoxOutcome = crate::source::BoxFuture<'static, Outcome>;
+pub(crate) type BoxReacquired = crate::source::BoxFuture<'static, Reacquired>;
+
+fn ready(outcome: Outcome) -> BoxOutcome {
+    Box::pin(std::future::ready(outcome))
+}
+
+/// A random duration in `[0, bound)`, from the standard library's per-process random keys.
+fn random_below(bound: Duration) -> Duration {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = bound.as_nanos() as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    Duration::from_nanos(hasher.finish() % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_grows_with_lifetime_within_bounds() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(policy.margin(Duration::from_secs(4)), Duration::from_secs(2));
+        assert_eq!(policy.margin(Duration::from_secs(60)), Duration::from_secs(10));
+        assert_eq!(policy.margin(Duration::from_secs(600)), Duration::from_secs(60));
+        assert_eq!(policy.margin(Duration::from_secs(86_400)), Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_time_stays_inside_the_window() {
+        let policy = RefreshPolicy::default();
+        let lifetime = Duration::from_secs(3600);
+        let (earliest, latest) = policy.window(lifetime);
+        let now = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let at = policy.refresh_at(now, now + lifetime) - now;
+            assert!(at >= earliest && at <= latest, "{at:?} outside {earliest:?}..{latest:?}");
+            seen.insert(at);
+        }
+        assert!(seen.len() > 100, "jitter should spread refreshes");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let backoff = Backoff::default();
+        let delays: Vec<_> = (1..=8).map(|n| backoff.delay(n, true).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff.delay(u32::MAX, true), Duration::from_secs(60));
+    }
+}

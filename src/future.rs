@@ -1,0 +1,414 @@
+//! [`ResponseFuture`]: one request's way through the layer, as a state machine.
+//!
+//! ```text
+//!            (no token yet)                    Pass
+//!  call ──► Waiting ──► Sent ──► check head ──────────► done
+//!   │                    ▲           │ InspectBody
+//!   │ (token held)       │           ▼
+//!   └───────────────────►┘       Inspecting ──(not a rejection)──► done
+//!                        │           │ rejection
+//!                        │           ▼
+//!                    Replaying ◄── Reacquiring ──(nothing better, or no copy)──► done
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Buf;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::{copy_chunks, ResponseBody};
+use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
+use crate::detect::{FailureRule, Verdict};
+use crate::layer::{replay_copy_of, Shared};
+use crate::BoxError;
+
+pin_project! {
+    /// The future [`VaultAuth`](crate::VaultAuth) returns for each request.
+    pub struct ResponseFuture<S, ReqBody, ResBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body,
+    {
+        #[pin]
+        state: State<S, ReqBody, ResBody>,
+        ctx: Ctx<S, ReqBody, R>,
+    }
+}
+
+/// What the states share: how to judge a response and what to replay.
+struct Ctx<S, B, R> {
+    rule: Option<R>,
+    cache: u64,
+    generation: u64,
+    inspect_limit: usize,
+    replay_limit: Option<u64>,
+    replay: Option<(Request<B>, S)>,
+    replayed: bool,
+}
+
+type Answer<B> = Response<ResponseBody<B>>;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, ResB>
+    where
+        S: Service<Request<B>, Response = Response<ResB>>,
+        ResB: Body,
+    {
+        // Not for this layer to judge: the caller's own credential, or another host let through.
+        PassThrough { #[pin] fut: S::Future },
+        // Refused before sending.
+        Failed { error: Option<BoxError> },
+        // No token yet: waiting for the shared fetch, holding the ready service.
+        Waiting {
+            wait: BoxOutcome,
+            shared: Arc<Shared>,
+            request: Option<Request<B>>,
+            service: Option<S>,
+        },
+        // Sent with a token; the response is judged when it comes.
+        Sent { #[pin] fut: S::Future },
+        // Reading a body (up to the bound) to see if it is Vault's rejection.
+        Inspecting {
+            parts: Option<http::response::Parts>,
+            body: Option<Pin<Box<ResB>>>,
+            frames: VecDeque<Frame<ResB::Data>>,
+            seen: Vec<u8>,
+        },
+        // Rejected: waiting for the one fetch that serves everybody rejected with this token.
+        Reacquiring {
+            wait: BoxReacquired,
+            response: Option<Answer<ResB>>,
+        },
+        // A new token is in place: waiting for the service clone to be ready, then sending again.
+        Replaying {
+            service: S,
+            request: Option<Request<B>>,
+            response: Option<Answer<ResB>>,
+        },
+    }
+}
+
+impl<S, B, ResB, R> ResponseFuture<S, B, ResB, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    fn with(state: State<S, B, ResB>, ctx: Ctx<S, B, R>) -> Self {
+        Self { state, ctx }
+    }
+
+    fn no_ctx() -> Ctx<S, B, R> {
+        Ctx {
+            rule: None,
+            cache: 0,
+            generation: 0,
+            inspect_limit: 0,
+            replay_limit: None,
+            replay: None,
+            replayed: false,
+        }
+    }
+
+    pub(crate) fn pass_through(fut: S::Future) -> Self {
+        Self::with(State::PassThrough { fut }, Self::no_ctx())
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self::with(State::Failed { error: Some(error) }, Self::no_ctx())
+    }
+
+    #[inline]
+    pub(crate) fn sent(
+        fut: S::Future,
+        rule: R,
+        shared: &Shared,
+        generation: u64,
+        replay: Option<(Request<B>, S)>,
+    ) -> Self {
+        Self::with(
+            State::Sent { fut },
+            Ctx {
+                rule: Some(rule),
+                cache: shared.cache.id(),
+                generation,
+                inspect_limit: shared.inspect_limit,
+                replay_limit: shared.replay_limit,
+                replay,
+                replayed: false,
+            },
+        )
+    }
+
+    pub(crate) fn waiting(
+        wait: BoxOutcome,
+        shared: Arc<Shared>,
+        request: Request<B>,
+        service: S,
+        rule: R,
+    ) -> Self {
+        let ctx = Ctx {
+            rule: Some(rule),
+            cache: shared.cache.id(),
+            generation: 0,
+            inspect_limit: shared.inspect_limit,
+            replay_limit: shared.replay_limit,
+            replay: None,
+            replayed: false,
+        };
+        Self::with(
+            State::Waiting {
+                wait,
+                shared,
+                request: Some(request),
+                service: Some(service),
+            },
+            ctx,
+        )
+    }
+}
+
+impl<S, B, R> Ctx<S, B, R> {
+    /// The token of this request was rejected: tell the cache, and wait for a new token if the
+    /// request can be sent again. Otherwise the caller gets `response` now, and the fetch the
+    /// cache started serves the next requests.
+    fn rejected<ResB: Body>(&mut self, response: Answer<ResB>) -> Rejection<ResB> {
+        let Some(cache) = Cache::find(self.cache) else {
+            return Rejection::Done(response);
+        };
+        let wait = cache.reject(self.generation);
+        if self.replayed || self.replay.is_none() {
+            return Rejection::Done(response);
+        }
+        Rejection::Wait(wait, response)
+    }
+}
+
+enum Rejection<ResB: Body> {
+    Wait(BoxReacquired, Answer<ResB>),
+    Done(Answer<ResB>),
+}
+
+impl<ResB: Body> Rejection<ResB> {
+    fn into_state<S, B>(self) -> Result<State<S, B, ResB>, Answer<ResB>>
+    where
+        S: Service<Request<B>, Response = Response<ResB>>,
+    {
+        match self {
+            Rejection::Wait(wait, response) => Ok(State::Reacquiring {
+                wait,
+                response: Some(response),
+            }),
+            Rejection::Done(response) => Err(response),
+        }
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn send<S, B>(service: &mut S, mut request: Request<B>, header: HeaderValue) -> S::Future
+where
+    S: Service<Request<B>>,
+{
+    request.headers_mut().insert(AUTHORIZATION, header);
+    service.call(request)
+}
+
+impl<S, B, ResB, R> Future for ResponseFuture<S, B, ResB, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    ResB: Body,
+    R: FailureRule,
+{
+    type Output = Result<Answer<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let ctx = &mut *this.ctx;
+            let next = match this.state.as_mut().project() {
+                StateProj::PassThrough { fut } => {
+                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                }
+                StateProj::Failed { error } => {
+                    let error = error.take().unwrap_or_else(|| "polled after completion".into());
+                    return Poll::Ready(Err(error));
+                }
+                StateProj::Waiting {
+                    wait,
+                    shared,
+                    request,
+                    service,
+                } => {
+                    let outcome = ready!(wait.as_mut().poll(cx));
+                    let (generation, header) = shared.wait_outcome_header(&outcome)?;
+                    let (Some(request), Some(mut service)) = (request.take(), service.take()) else {
+                        return Poll::Ready(Err("polled after completion".into()));
+                    };
+                    ctx.replay = replay_copy_of(&request, ctx.replay_limit, &service);
+                    ctx.generation = generation;
+                    State::Sent {
+                        fut: send(&mut service, request, header),
+                    }
+                }
+                StateProj::Sent { fut } => {
+                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    let Some(rule) = &ctx.rule else {
+                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                    };
+                    match rule.check_head(response.status(), response.headers()) {
+                        Verdict::Pass => return Poll::Ready(Ok(response.map(ResponseBody::new))),
+                        Verdict::AuthFailure => {
+                            match ctx.rejected(response.map(ResponseBody::new)).into_state() {
+                                Ok(state) => state,
+                                Err(response) => return Poll::Ready(Ok(response)),
+                            }
+                        }
+                        Verdict::InspectBody => {
+                            let (parts, body) = response.into_parts();
+                            let limit = ctx.inspect_limit as u64;
+                            if content_length(&parts.headers).is_some_and(|len| len > limit)
+                                || body.size_hint().lower() > limit
+                            {
+                                return Poll::Ready(Ok(Response::from_parts(
+                                    parts,
+                                    ResponseBody::new(body),
+                                )));
+                            }
+                            State::Inspecting {
+                                parts: Some(parts),
+                                body: Some(Box::pin(body)),
+                                frames: VecDeque::new(),
+                                seen: Vec::new(),
+                            }
+                        }
+                    }
+                }
+                StateProj::Inspecting {
+                    parts,
+                    body,
+                    frames,
+                    seen,
+                } => {
+                    let Some(reading) = body.as_mut() else {
+                        return Poll::Ready(Err("polled after completion".into()));
+                    };
+                    let mut error = None;
+                    let mut complete = false;
+                    loop {
+                        match ready!(reading.as_mut().poll_frame(cx)) {
+                            None => {
+                                complete = true;
+                                break;
+                            }
+                            Some(Err(err)) => {
+                                error = Some(err);
+                                break;
+                            }
+                            Some(Ok(frame)) => {
+                                let fits = match frame.data_ref() {
+                                    Some(data) => {
+                                        seen.len() + data.remaining() <= ctx.inspect_limit
+                                            && copy_chunks(data, seen)
+                                    }
+                                    None => true,
+                                };
+                                frames.push_back(frame);
+                                if !fits {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let (Some(parts), Some(body)) = (parts.take(), body.take()) else {
+                        return Poll::Ready(Err("polled after completion".into()));
+                    };
+                    let rejected = complete
+                        && ctx
+                            .rule
+                            .as_ref()
+                            .is_some_and(|rule| rule.check_body(parts.status, &parts.headers, seen));
+                    let body = ResponseBody::with_read_ahead(std::mem::take(frames), error, body);
+                    let response = Response::from_parts(parts, body);
+                    if !rejected {
+                        return Poll::Ready(Ok(response));
+                    }
+                    match ctx.rejected(response).into_state() {
+                        Ok(state) => state,
+                        Err(response) => return Poll::Ready(Ok(response)),
+                    }
+                }
+                StateProj::Reacquiring { wait, response } => {
+                    let decision = ready!(wait.as_mut().poll(cx));
+                    let (response, copy) = (response.take(), ctx.replay.take());
+                    match (decision, copy) {
+                        (Reacquired::Replay, Some((request, service))) => State::Replaying {
+                            service,
+                            request: Some(request),
+                            response,
+                        },
+                        (_, _) => return Poll::Ready(response.ok_or_else(|| "polled after completion".into())),
+                    }
+                }
+                StateProj::Replaying {
+                    service,
+                    request,
+                    response,
+                } => {
+                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    let cache = Cache::find(ctx.cache);
+                    let current = cache.as_ref().and_then(|cache| cache.current());
+                    let (Some(cache), Some((generation, header)), Some(request)) =
+                        (cache, current, request.take())
+                    else {
+                        return Poll::Ready(response.take().ok_or_else(|| "polled after completion".into()));
+                    };
+                    cache.count_replay();
+                    ctx.generation = generation;
+                    ctx.replayed = true;
+                    State::Sent {
+                        fut: send(service, request, header),
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+impl<S, B, ResB, R> fmt::Debug for ResponseFuture<S, B, ResB, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::PassThrough { .. } => "PassThrough",
+            State::Failed { .. } => "Failed",
+            State::Waiting { .. } => "Waiting",
+            State::Sent { .. } => "Sent",
+            State::Inspecting { .. } => "Inspecting",
+            State::Reacquiring { .. } => "Reacquiring",
+            State::Replaying { .. } => "Replaying",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("generation", &self.ctx.generation)
+            .field("replayed", &self.ctx.replayed)
+            .finish_non_exhaustive()
+    }
+}

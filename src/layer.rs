@@ -1,0 +1,589 @@
+//! [`VaultAuthLayer`], its builder, the [`VaultAuth`] service and the [`AuthHandle`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::{replay_copy, ResponseBody};
+use crate::cache::{AuthStatus, Backoff, Cache, CacheConfig, Outcome, RefreshPolicy};
+use crate::detect::{FailureRule, VaultRule};
+use crate::error::{ConfigError, NotForVault, TokenUnavailable};
+use crate::future::ResponseFuture;
+use crate::source::TokenSource;
+use crate::BoxError;
+
+/// The largest request body replayed after a rejection unless configured: 64 KiB.
+pub const DEFAULT_REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// The largest response body read to look for a rejection unless configured: 64 KiB. Vault's
+/// error bodies are a few hundred bytes.
+pub const DEFAULT_INSPECT_LIMIT: usize = 64 * 1024;
+
+/// The request header that names the calling program to Vault.
+pub const VAULT_CLIENT_ID: HeaderName = HeaderName::from_static("x-vaultapi-clientid");
+
+/// The scheme, host and port of the one Vault a layer sends its token to.
+#[derive(Clone)]
+pub(crate) struct VaultOrigin {
+    https: bool,
+    host: Box<str>,
+    port: u16,
+    shown: Box<str>,
+}
+
+impl VaultOrigin {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidVaultUrl {
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+        let scheme = uri.scheme_str().ok_or_else(|| invalid("it has no scheme"))?;
+        let host = uri.host().ok_or_else(|| invalid("it has no host"))?;
+        if host.is_empty() {
+            return Err(invalid("it has no host"));
+        }
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !(scheme.eq_ignore_ascii_case("http") && is_loopback(host)) {
+            return Err(ConfigError::InsecureScheme {
+                scheme: scheme.to_owned(),
+            });
+        }
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = host.to_ascii_lowercase();
+        Ok(Self {
+            shown: format!("{}://{}:{}", if https { "https" } else { "http" }, host, port).into(),
+            https,
+            host: host.into(),
+            port,
+        })
+    }
+
+    /// Whether `uri` points at this Vault: same scheme, host (any case) and port.
+    #[inline]
+    fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return false;
+        };
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return false;
+        };
+        https == self.https
+            && host.eq_ignore_ascii_case(&self.host)
+            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+    }
+
+    fn refuse(&self, uri: &Uri) -> NotForVault {
+        let origin = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => Some(format!("{scheme}://{authority}")),
+            _ => None,
+        };
+        NotForVault::new(origin, self.shown.to_string())
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Settings the request path reads; fixed when the layer is built.
+pub(crate) struct Shared {
+    pub(crate) cache: Arc<Cache>,
+    origin: VaultOrigin,
+    pass_through_other_hosts: bool,
+    override_authorization: bool,
+    pub(crate) replay_limit: Option<u64>,
+    pub(crate) inspect_limit: usize,
+    client_id: Option<HeaderValue>,
+}
+
+/// A [`Layer`] that attaches `Authorization: Bearer veeva-vault-…` to every request for one Vault.
+///
+/// - **One Vault only.** The token is attached only to requests whose scheme, host and port are
+///   the Vault's. Any other request fails with [`NotForVault`] (or, if
+///   [`pass_through_other_hosts`](VaultAuthLayerBuilder::pass_through_other_hosts) is set, goes
+///   through without a token). The Vault URL must be `https://`, except for loopback addresses.
+/// - **The caller's own header wins.** A request that already has an `Authorization` header is
+///   sent as it is, without re-acquisition or replay, unless
+///   [`override_authorization`](VaultAuthLayerBuilder::override_authorization) is set. This lets a
+///   program make the odd call with another credential through the same stack.
+/// - **Rejections are handled.** When Vault rejects the token (see [`detect`](crate::detect)) the
+///   layer gets a new one, once for everyone whose request it failed, and replays the request if
+///   its body can be reproduced (see [`DEFAULT_REPLAY_LIMIT`]).
+///
+/// Clones share one token cache. The layer needs a Tokio runtime for its fetches.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use veeva_vault_auth::{source::EnvToken, VaultAuthLayer};
+///
+/// # fn main() -> Result<(), veeva_vault_auth::ConfigError> {
+/// let auth = VaultAuthLayer::new("https://myvault.veevavault.com", EnvToken::new())?;
+/// let handle = auth.handle();
+/// let service = ServiceBuilder::new()
+///     .layer(auth)
+///     .service(tower::service_fn(|req: http::Request<String>| async move {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     }));
+/// # let _ = (service, handle);
+/// # Ok(())
+/// # }
+/// ```
+pub struct VaultAuthLayer<R = VaultRule> {
+    shared: Arc<Shared>,
+    rule: R,
+}
+
+impl<R: Clone> Clone for VaultAuthLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for VaultAuthLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultAuthLayer")
+            .field("vault", &self.shared.origin.shown)
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultAuthLayer {
+    /// A layer for the Vault at `vault_url` (such as `https://myvault.veevavault.com`) with the
+    /// default settings.
+    pub fn new(vault_url: &str, source: impl TokenSource) -> Result<Self, ConfigError> {
+        Self::builder(vault_url, source).build()
+    }
+
+    /// Starts configuring a layer for the Vault at `vault_url`.
+    pub fn builder(vault_url: &str, source: impl TokenSource) -> VaultAuthLayerBuilder {
+        VaultAuthLayerBuilder {
+            url: vault_url.to_owned(),
+            source: Arc::new(source),
+            config: CacheConfig::default(),
+            pass_through_other_hosts: false,
+            override_authorization: false,
+            replay_limit: Some(DEFAULT_REPLAY_LIMIT),
+            inspect_limit: DEFAULT_INSPECT_LIMIT,
+            client_id: None,
+            rule: VaultRule,
+        }
+    }
+}
+
+impl<R> VaultAuthLayer<R> {
+    /// A handle to this layer's token cache: force a refresh, drop the token, read its status.
+    pub fn handle(&self) -> AuthHandle {
+        AuthHandle {
+            cache: Arc::clone(&self.shared.cache),
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for VaultAuthLayer<R> {
+    type Service = VaultAuth<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VaultAuth {
+            inner,
+            shared: Arc::clone(&self.shared),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+/// Configures a [`VaultAuthLayer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use veeva_vault_auth::{source::StaticToken, VaultAuthLayer};
+///
+/// let layer = VaultAuthLayer::builder(
+///     "https://myvault.veevavault.com",
+///     StaticToken::new("veeva-vault-abc").unwrap(),
+/// )
+/// .fetch_timeout(Duration::from_secs(5))
+/// .max_replay_body(16 * 1024)
+/// .build()
+/// .unwrap();
+/// # let _ = layer;
+/// ```
+pub struct VaultAuthLayerBuilder<R = VaultRule> {
+    url: String,
+    source: Arc<dyn TokenSource>,
+    config: CacheConfig,
+    pass_through_other_hosts: bool,
+    override_authorization: bool,
+    replay_limit: Option<u64>,
+    inspect_limit: usize,
+    client_id: Option<HeaderValue>,
+    rule: R,
+}
+
+impl<R: fmt::Debug> fmt::Debug for VaultAuthLayerBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultAuthLayerBuilder")
+            .field("url", &self.url)
+            .field("config", &self.config)
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: FailureRule> VaultAuthLayerBuilder<R> {
+    /// How long one fetch from the source may take before it fails (30 s by default). Requests
+    /// waiting for it then fail with [`TokenUnavailable`].
+    #[must_use]
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fetch_timeout = timeout;
+        self
+    }
+
+    /// When to renew tokens that carry an expiry.
+    #[must_use]
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.config.refresh = policy;
+        self
+    }
+
+    /// How long to wait before asking a failing source again.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// Lets requests for other hosts through without a token, instead of failing them with
+    /// [`NotForVault`]. Off by default.
+    #[must_use]
+    pub fn pass_through_other_hosts(mut self, yes: bool) -> Self {
+        self.pass_through_other_hosts = yes;
+        self
+    }
+
+    /// Replaces an `Authorization` header the caller set. Off by default: such requests are sent
+    /// as they are.
+    #[must_use]
+    pub fn override_authorization(mut self, yes: bool) -> Self {
+        self.override_authorization = yes;
+        self
+    }
+
+    /// Replays rejected requests whose body is at most `bytes` long (64 KiB by default).
+    #[must_use]
+    pub fn max_replay_body(mut self, bytes: u64) -> Self {
+        self.replay_limit = Some(bytes);
+        self
+    }
+
+    /// Never replays: a rejected request reaches the caller and the next request carries the new
+    /// token. Saves the copy of each request that replay needs.
+    #[must_use]
+    pub fn no_replay(mut self) -> Self {
+        self.replay_limit = None;
+        self
+    }
+
+    /// Reads at most `bytes` of a response body when looking for a rejection (64 KiB by default).
+    /// Larger bodies are passed through as they are.
+    #[must_use]
+    pub fn max_inspect_body(mut self, bytes: usize) -> Self {
+        self.inspect_limit = bytes;
+        self
+    }
+
+    /// Uses `rule` to recognise rejections instead of [`VaultRule`].
+    pub fn failure_rule<R2: FailureRule>(self, rule: R2) -> VaultAuthLayerBuilder<R2> {
+        VaultAuthLayerBuilder {
+            url: self.url,
+            source: self.source,
+            config: self.config,
+            pass_through_other_hosts: self.pass_through_other_hosts,
+            override_authorization: self.override_authorization,
+            replay_limit: self.replay_limit,
+            inspect_limit: self.inspect_limit,
+            client_id: self.client_id,
+            rule,
+        }
+    }
+
+    /// Builds the layer. Fails if the Vault URL cannot be parsed or is not `https://` (plain
+    /// `http://` is allowed only for loopback addresses).
+    pub fn build(self) -> Result<VaultAuthLayer<R>, ConfigError> {
+        let origin = VaultOrigin::parse(&self.url)?;
+        Ok(VaultAuthLayer {
+            shared: Arc::new(Shared {
+                cache: Cache::new(self.source, self.config),
+                origin,
+                pass_through_other_hosts: self.pass_through_other_hosts,
+                override_authorization: self.override_authorization,
+                replay_limit: self.replay_limit,
+                inspect_limit: self.inspect_limit,
+                client_id: self.client_id,
+            }),
+            rule: self.rule,
+        })
+    }
+}
+
+/// The service [`VaultAuthLayer`] wraps around `S`: see the layer for what it does.
+///
+/// `S` must be `Clone`: a clone sends the replay of a rejected request, and the request that
+/// waits for the first token.
+pub struct VaultAuth<S, R = VaultRule> {
+    inner: S,
+    shared: Arc<Shared>,
+    rule: R,
+}
+
+impl<S: Clone, R: Clone> Clone for VaultAuth<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for VaultAuth<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultAuth")
+            .field("inner", &self.inner)
+            .field("vault", &self.shared.origin.shown)
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> VaultAuth<S> {
+    /// A layer that wraps services in `VaultAuth`; the same as [`VaultAuthLayer::new`].
+    pub fn layer(vault_url: &str, source: impl TokenSource) -> Result<VaultAuthLayer, ConfigError> {
+        VaultAuthLayer::new(vault_url, source)
+    }
+}
+
+impl<S, R> VaultAuth<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Gives back the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// A handle to the layer's token cache.
+    pub fn handle(&self) -> AuthHandle {
+        AuthHandle {
+            cache: Arc::clone(&self.shared.cache),
+        }
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for VaultAuth<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: Body + 'static,
+    ResBody: Body,
+    R: FailureRule,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqBody, ResBody, R>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &*self.shared;
+        if !shared.origin.matches(req.uri()) {
+            if shared.pass_through_other_hosts {
+                return ResponseFuture::pass_through(self.inner.call(req));
+            }
+            return ResponseFuture::failed(shared.origin.refuse(req.uri()).into());
+        }
+        if let Some(client_id) = &shared.client_id {
+            req.headers_mut().insert(VAULT_CLIENT_ID, client_id.clone());
+        }
+        if !shared.override_authorization && req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::pass_through(self.inner.call(req));
+        }
+        match shared.cache.current() {
+            Some((generation, header)) => {
+                let replay = replay_copy_of(&req, shared.replay_limit, &self.inner);
+                req.headers_mut().insert(AUTHORIZATION, header);
+                ResponseFuture::sent(
+                    self.inner.call(req),
+                    self.rule.clone(),
+                    shared,
+                    generation,
+                    replay,
+                )
+            }
+            None => {
+                // The ready service goes with the request; the clone left here is polled ready
+                // before its next call, as tower requires.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let wait = shared.cache.acquire();
+                ResponseFuture::waiting(wait, Arc::clone(&self.shared), req, ready, self.rule.clone())
+            }
+        }
+    }
+}
+
+/// A copy of `req` (without the token) and of the service, to send again after a rejection; `None`
+/// when replay is off or the body cannot be reproduced.
+pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
+    req: &Request<B>,
+    limit: Option<u64>,
+    service: &S,
+) -> Option<(Request<B>, S)> {
+    let body = replay_copy(req.body(), limit?)?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some((copy, service.clone()))
+}
+
+impl Shared {
+    pub(crate) fn wait_outcome_header(&self, outcome: &Outcome) -> Result<(u64, HeaderValue), TokenUnavailable> {
+        match outcome {
+            Outcome::Failed(err) => Err(err.clone()),
+            Outcome::Installed(_) | Outcome::Unchanged => self
+                .cache
+                .current()
+                .ok_or_else(TokenUnavailable::panicked),
+        }
+    }
+}
+
+/// Controls a layer's token cache from outside the request path, and reports on it.
+///
+/// Every clone of the layer and its services shares one cache; so do all handles.
+///
+/// ```
+/// # async fn demo(layer: veeva_vault_auth::VaultAuthLayer) {
+/// let handle = layer.handle();
+/// let status = handle.status();
+/// println!("token generation {:?}, expires {:?}", status.generation, status.expires_at);
+/// handle.force_refresh().await.expect("the source answered");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AuthHandle {
+    cache: Arc<Cache>,
+}
+
+impl fmt::Debug for AuthHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthHandle")
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl AuthHandle {
+    /// Asks the source for a token now, even while backing off, and waits for the answer. The
+    /// current token keeps being served meanwhile; on failure it stays in place.
+    pub async fn force_refresh(&self) -> Result<(), TokenUnavailable> {
+        match self.cache.force_refresh().await {
+            Outcome::Failed(err) => Err(err),
+            Outcome::Installed(_) | Outcome::Unchanged => Ok(()),
+        }
+    }
+
+    /// Drops the current token: the next request waits for a fresh one.
+    pub fn invalidate(&self) {
+        self.cache.invalidate();
+    }
+
+    /// A snapshot of the cache's state and counters.
+    pub fn status(&self) -> AuthStatus {
+        self.cache.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(url: &str) -> VaultOrigin {
+        VaultOrigin::parse(url).unwrap()
+    }
+
+    #[test]
+    fn origin_compares_scheme_host_and_port() {
+        let vault = origin("https://MyVault.veevavault.com");
+        for yes in [
+            "https://myvault.veevavault.com/api/v26.2/objects/users/me",
+            "https://MYVAULT.veevavault.com:443/api",
+            "HTTPS://myvault.veevavault.com",
+        ] {
+            assert!(vault.matches(&yes.parse().unwrap()), "{yes}");
+        }
+        for no in [
+            "http://myvault.veevavault.com/api",
+            "https://myvault.veevavault.com:8443/api",
+            "https://other.veevavault.com/api",
+            "https://myvault.veevavault.com.evil.example/api",
+            "/api/v26.2/objects/users/me",
+        ] {
+            assert!(!vault.matches(&no.parse().unwrap()), "{no}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        for ok in ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:9000", "http://127.2.3.4"] {
+            assert!(VaultOrigin::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://myvault.veevavault.com", "http://10.0.0.1", "ftp://myvault.veevavault.com"] {
+            assert!(
+                matches!(VaultOrigin::parse(bad), Err(ConfigError::InsecureScheme { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            VaultOrigin::parse("not a url"),
+            Err(ConfigError::InvalidVaultUrl { .. })
+        ));
+        assert!(matches!(
+            VaultOrigin::parse("/relative"),
+            Err(ConfigError::InvalidVaultUrl { .. })
+        ));
+    }
+}
