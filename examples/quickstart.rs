@@ -8,7 +8,6 @@
 //! cargo run --example quickstart
 //! ```
 
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -44,12 +43,17 @@ async fn main() -> Result<(), BoxError> {
 
     let api = |path: &str| format!("{base_url}/api/v26.2{path}");
     for (what, request) in [
-        ("who am I", Request::get(api("/objects/users/me")).body(Full::new(Bytes::new()))?),
+        (
+            "who am I",
+            Request::get(api("/objects/users/me")).body(Full::new(Bytes::new()))?,
+        ),
         (
             "a VQL query",
             Request::post(api("/query"))
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from_static(b"q=SELECT id, name__v FROM documents")))?,
+                .body(Full::new(Bytes::from_static(
+                    b"q=SELECT id, name__v FROM documents",
+                )))?,
         ),
     ] {
         let response = vault.ready().await?.call(request).await?;
@@ -61,7 +65,10 @@ async fn main() -> Result<(), BoxError> {
             .unwrap_or("-")
             .to_owned();
         let body = response.into_body().collect().await?.to_bytes();
-        println!("{what}: HTTP {status}, X-VaultAPI-Status {vault_status}, {} bytes", body.len());
+        println!(
+            "{what}: HTTP {status}, X-VaultAPI-Status {vault_status}, {} bytes",
+            body.len()
+        );
     }
 
     if let Some(stand_in) = &stand_in {
@@ -84,7 +91,11 @@ async fn main() -> Result<(), BoxError> {
                 request.method,
                 request.path,
                 request.outcome,
-                if request.headers.contains_key("authorization") { "Bearer [REDACTED]" } else { "none" }
+                if request.headers.contains_key("authorization") {
+                    "Bearer [REDACTED]"
+                } else {
+                    "none"
+                }
             );
         }
     }
@@ -101,9 +112,11 @@ fn client_for(base_url: &str) -> Result<Client<HttpConnector, Full<Bytes>>, BoxE
     if base_url.starts_with("https://") {
         // This example ships without a TLS stack to keep its dependencies small; plug in
         // hyper-rustls or hyper-tls here to talk to a real Vault.
-        return Err("talking to a real Vault needs an https connector (hyper-rustls or hyper-tls); \
+        return Err(
+            "talking to a real Vault needs an https connector (hyper-rustls or hyper-tls); \
                     see the comment in examples/quickstart.rs"
-            .into());
+                .into(),
+        );
     }
     Ok(Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
 }

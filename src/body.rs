@@ -182,7 +182,7 @@ pub(crate) fn replay_copy<B: Body + 'static>(body: &B, cap: u64) -> Option<B> {
         return cast(b.clone());
     }
     if let Some(b) = body.downcast_ref::<http_body_util::Full<&'static [u8]>>() {
-        return cast(b.clone());
+        return cast(*b);
     }
     if let Some(b) = body.downcast_ref::<http_body_util::Empty<&'static [u8]>>() {
         return cast(*b);
@@ -231,15 +231,21 @@ mod tests {
     fn streaming_and_unknown_bodies_are_not_copied() {
         assert!(replay_copy(&Chunks(Some(Bytes::from_static(b"x"))), 1 << 20).is_none());
         let boxed = Full::new(Bytes::from_static(b"x")).boxed();
-        assert!(replay_copy(&boxed, 1 << 20).is_none(), "type-erased bodies cannot be copied");
+        assert!(
+            replay_copy(&boxed, 1 << 20).is_none(),
+            "type-erased bodies cannot be copied"
+        );
     }
 
     #[tokio::test]
     async fn read_ahead_frames_come_first_then_the_rest() {
         let mut ahead = VecDeque::new();
         ahead.push_back(Frame::data(Bytes::from_static(b"hello ")));
-        let body =
-            ResponseBody::with_read_ahead(ahead, None, Box::pin(Full::new(Bytes::from_static(b"world"))));
+        let body = ResponseBody::with_read_ahead(
+            ahead,
+            None,
+            Box::pin(Full::new(Bytes::from_static(b"world"))),
+        );
         assert_eq!(body.size_hint().exact(), Some(11));
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello world");

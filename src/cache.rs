@@ -98,15 +98,20 @@ impl RefreshPolicy {
         let lifetime = expires_at.saturating_duration_since(now);
         let margin = self.margin(lifetime);
         let jitter = random_below(margin / 2);
-        (expires_at - margin).checked_sub(jitter).unwrap_or(now).max(now)
+        (expires_at - margin)
+            .checked_sub(jitter)
+            .unwrap_or(now)
+            .max(now)
     }
 }
 
 /// How long to wait before asking a failing source again.
 ///
 /// After the n-th failure in a row the wait is `base · 2ⁿ⁻¹`, at most `max`; an error that says
-/// retrying will not help waits `max` at once. Requests that arrive without a usable token during
-/// the wait fail at once with the last error instead of asking the source again.
+/// retrying will not help waits `max` at once. The source is never asked more often than that:
+/// a request that arrives without a usable token during the wait joins the next attempt if it is
+/// due within the fetch timeout, and fails at once with the last error (and the time to the next
+/// attempt) if it is not. The layer keeps retrying in the background whether requests come or not.
 ///
 /// ```
 /// use std::time::Duration;
@@ -206,6 +211,8 @@ struct State {
     last_error: Option<TokenUnavailable>,
     last_fetch_at: Option<Instant>,
     rejected: Option<Arc<Credential>>,
+    /// A token expired before it could be renewed: fetch without waiting for a request.
+    expired: bool,
     next_generation: u64,
     maintainer: Option<AbortHandle>,
 }
@@ -332,7 +339,9 @@ impl Cache {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every update is a plain store.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current token's generation and header value, or `None` if no usable token is held.
@@ -382,9 +391,32 @@ impl Cache {
 
     /// Waits until a token is held, starting or joining a fetch.
     ///
-    /// Fails at once while backing off after failures; never waits longer than one fetch, which
-    /// has a timeout.
+    /// While backing off after failures, waits for the next attempt if it is due within the fetch
+    /// timeout, and fails at once otherwise: a request never waits much longer than one fetch.
     pub(crate) fn acquire(self: &Arc<Self>) -> BoxOutcome {
+        let mut state = self.lock();
+        if let Some(current) = self.current.load_full() {
+            return ready(Outcome::Installed(current.generation));
+        }
+        if state.inflight.is_none() {
+            if let Some(err) = self.backing_off(&state) {
+                let retry_in = err.retry_in().unwrap_or_default();
+                if retry_in > self.config.fetch_timeout {
+                    return ready(Outcome::Failed(err));
+                }
+                drop(state);
+                let cache = Arc::clone(self);
+                return Box::pin(async move {
+                    tokio::time::sleep(retry_in).await;
+                    cache.acquire_without_waiting().await
+                });
+            }
+        }
+        self.join_or_start(&mut state)
+    }
+
+    /// Like [`acquire`](Self::acquire), but fails instead of waiting out a backoff.
+    fn acquire_without_waiting(self: &Arc<Self>) -> BoxOutcome {
         let mut state = self.lock();
         if let Some(current) = self.current.load_full() {
             return ready(Outcome::Installed(current.generation));
@@ -535,7 +567,10 @@ impl Cache {
             Ok(token) => token,
             Err(err) => {
                 state.failures = state.failures.saturating_add(1);
-                let delay = self.config.backoff.delay(state.failures, err.is_retryable());
+                let delay = self
+                    .config
+                    .backoff
+                    .delay(state.failures, err.is_retryable());
                 state.retry_at = Some(now + delay);
                 state.last_error = Some(err.clone());
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -547,8 +582,9 @@ impl Cache {
         let rejected = state.rejected.take();
         let current = self.current.load_full();
         let same_as = |held: &Option<Arc<Credential>>| {
-            held.as_ref()
-                .is_some_and(|c| c.token.same_value(&token) && c.token.expires_at() == token.expires_at())
+            held.as_ref().is_some_and(|c| {
+                c.token.same_value(&token) && c.token.expires_at() == token.expires_at()
+            })
         };
 
         let outcome = if same_as(&current) {
@@ -557,12 +593,16 @@ impl Cache {
             state.retry_at = None;
             state.last_error = None;
             Outcome::Installed(current.expect("checked above").generation)
-        } else if rejected.as_ref().is_some_and(|c| c.token.same_value(&token)) {
+        } else if rejected
+            .as_ref()
+            .is_some_and(|c| c.token.same_value(&token))
+        {
             // The source has nothing newer than the token Vault refused. Serve it again (it is all
             // there is) but back off before asking the source about it again.
             state.failures = state.failures.saturating_add(1);
             let delay = self.config.backoff.delay(state.failures, true);
             state.retry_at = Some(now + delay);
+            state.last_error = Some(TokenUnavailable::rejected());
             self.install(&mut state, token, now);
             Outcome::Unchanged
         } else {
@@ -577,6 +617,7 @@ impl Cache {
     }
 
     fn install(&self, state: &mut State, token: AccessToken, now: Instant) -> u64 {
+        state.expired = false;
         state.next_generation += 1;
         let generation = state.next_generation;
         let refresh_at = token
@@ -616,12 +657,15 @@ impl Cache {
             .poll_interval()
             .and_then(|every| state.last_fetch_at.map(|at| at + every));
         let refresh_at = current.as_ref().and_then(|c| c.refresh_at);
-        let recover_at = if current.is_none() && state.failures > 0 {
-            state.retry_at
-        } else {
-            None
+        let recover_at = match (&current, state.failures > 0, state.expired) {
+            (None, true, _) => state.retry_at,
+            (None, false, true) => Some(now),
+            _ => None,
         };
-        let due = [refresh_at, poll_at, recover_at].into_iter().flatten().min();
+        let due = [refresh_at, poll_at, recover_at]
+            .into_iter()
+            .flatten()
+            .min();
         let due = match (due, state.retry_at) {
             (Some(due), Some(retry_at)) if state.failures > 0 => Some(due.max(retry_at)),
             (due, _) => due,
@@ -636,12 +680,13 @@ impl Cache {
     }
 
     fn expire(&self, generation: u64) {
-        let _state = self.lock();
+        let mut state = self.lock();
         let current = self.current.load();
         if current.as_ref().is_some_and(|c| c.generation == generation) {
             drop(current);
             self.current.store(None);
             self.stamp.store(NO_TOKEN, Ordering::Release);
+            state.expired = true;
         }
     }
 }
@@ -670,7 +715,9 @@ async fn maintain(cache: Weak<Cache>, wake: Arc<Notify>) {
                 }
             }
             Plan::Fetch => {
-                let Some(strong) = cache.upgrade() else { return };
+                let Some(strong) = cache.upgrade() else {
+                    return;
+                };
                 let outcome = strong.force_refresh();
                 drop(strong);
                 outcome.await;
@@ -741,10 +788,22 @@ mod tests {
     #[test]
     fn margin_grows_with_lifetime_within_bounds() {
         let policy = RefreshPolicy::default();
-        assert_eq!(policy.margin(Duration::from_secs(4)), Duration::from_secs(2));
-        assert_eq!(policy.margin(Duration::from_secs(60)), Duration::from_secs(10));
-        assert_eq!(policy.margin(Duration::from_secs(600)), Duration::from_secs(60));
-        assert_eq!(policy.margin(Duration::from_secs(86_400)), Duration::from_secs(300));
+        assert_eq!(
+            policy.margin(Duration::from_secs(4)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.margin(Duration::from_secs(60)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            policy.margin(Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            policy.margin(Duration::from_secs(86_400)),
+            Duration::from_secs(300)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -756,7 +815,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
             let at = policy.refresh_at(now, now + lifetime) - now;
-            assert!(at >= earliest && at <= latest, "{at:?} outside {earliest:?}..{latest:?}");
+            assert!(
+                at >= earliest && at <= latest,
+                "{at:?} outside {earliest:?}..{latest:?}"
+            );
             seen.insert(at);
         }
         assert!(seen.len() > 100, "jitter should spread refreshes");

@@ -148,9 +148,9 @@ pub fn has_invalid_session_error(body: &[u8]) -> bool {
         .get("errors")
         .and_then(|errors| errors.as_array())
         .is_some_and(|errors| {
-            errors.iter().any(|error| {
-                error.get("type").and_then(|t| t.as_str()) == Some(INVALID_SESSION_ID)
-            })
+            errors
+                .iter()
+                .any(|error| error.get("type").and_then(|t| t.as_str()) == Some(INVALID_SESSION_ID))
         })
 }
 
@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn success_header_is_never_read() {
-        let h = headers(&[("content-type", "application/json"), ("x-vaultapi-status", "SUCCESS")]);
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("x-vaultapi-status", "SUCCESS"),
+        ]);
         assert_eq!(VaultRule.check_head(StatusCode::OK, &h), Verdict::Pass);
     }
 
@@ -175,15 +178,24 @@ mod tests {
     fn non_json_is_never_read() {
         let h = headers(&[("content-type", "application/pdf")]);
         assert_eq!(VaultRule.check_head(StatusCode::OK, &h), Verdict::Pass);
-        assert_eq!(VaultRule.check_head(StatusCode::OK, &HeaderMap::new()), Verdict::Pass);
+        assert_eq!(
+            VaultRule.check_head(StatusCode::OK, &HeaderMap::new()),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn json_without_status_header_is_read() {
         let h = headers(&[("content-type", "application/problem+json")]);
-        assert_eq!(VaultRule.check_head(StatusCode::OK, &h), Verdict::InspectBody);
+        assert_eq!(
+            VaultRule.check_head(StatusCode::OK, &h),
+            Verdict::InspectBody
+        );
         let h = headers(&[("content-type", "Application/JSON; charset=utf-8")]);
-        assert_eq!(VaultRule.check_head(StatusCode::OK, &h), Verdict::InspectBody);
+        assert_eq!(
+            VaultRule.check_head(StatusCode::OK, &h),
+            Verdict::InspectBody
+        );
     }
 
     #[test]
@@ -203,7 +215,9 @@ mod tests {
         let body = |t: &str| {
             format!(r#"{{"responseStatus":"FAILURE","errors":[{{"type":"{t}","message":"x"}}]}}"#)
         };
-        assert!(has_invalid_session_error(body("INVALID_SESSION_ID").as_bytes()));
+        assert!(has_invalid_session_error(
+            body("INVALID_SESSION_ID").as_bytes()
+        ));
         for other in [
             "INSUFFICIENT_ACCESS",
             "API_LIMIT_EXCEEDED",
@@ -211,12 +225,19 @@ mod tests {
             "USERNAME_OR_PASSWORD_INCORRECT",
             "invalid_session_id",
         ] {
-            assert!(!has_invalid_session_error(body(other).as_bytes()), "{other}");
+            assert!(
+                !has_invalid_session_error(body(other).as_bytes()),
+                "{other}"
+            );
         }
         let two = r#"{"responseStatus":"FAILURE","errors":[{"type":"OTHER"},{"type":"INVALID_SESSION_ID"}]}"#;
         assert!(has_invalid_session_error(two.as_bytes()));
         assert!(!has_invalid_session_error(b"not json"));
-        assert!(!has_invalid_session_error(br#"{"errors":"INVALID_SESSION_ID"}"#));
-        assert!(!has_invalid_session_error(br#"{"message":"INVALID_SESSION_ID"}"#));
+        assert!(!has_invalid_session_error(
+            br#"{"errors":"INVALID_SESSION_ID"}"#
+        ));
+        assert!(!has_invalid_session_error(
+            br#"{"message":"INVALID_SESSION_ID"}"#
+        ));
     }
 }

@@ -42,6 +42,8 @@ pub enum UnavailableKind {
     Aborted,
     /// No Tokio runtime was running to drive the fetch.
     NoRuntime,
+    /// Vault rejected the token and the source had no other to give.
+    Rejected,
 }
 
 impl TokenUnavailable {
@@ -62,6 +64,10 @@ impl TokenUnavailable {
 
     pub(crate) fn panicked() -> Self {
         Self::new(UnavailableKind::Aborted, None)
+    }
+
+    pub(crate) fn rejected() -> Self {
+        Self::new(UnavailableKind::Rejected, None)
     }
 
     pub(crate) fn no_runtime() -> Self {
@@ -98,9 +104,11 @@ impl TokenUnavailable {
                 .inner
                 .cause
                 .as_ref()
-                .map_or(true, SourceError::is_retryable),
+                .is_none_or(SourceError::is_retryable),
             UnavailableKind::NoRuntime => false,
-            UnavailableKind::TimedOut(_) | UnavailableKind::Aborted => true,
+            UnavailableKind::TimedOut(_) | UnavailableKind::Aborted | UnavailableKind::Rejected => {
+                true
+            }
         }
     }
 }
@@ -119,15 +127,20 @@ impl fmt::Display for TokenUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no vault access token: ")?;
         match (&self.inner.kind, &self.inner.cause) {
-            (UnavailableKind::Source, Some(cause)) => write!(f, "the token source failed: {cause}")?,
+            (UnavailableKind::Source, Some(cause)) => {
+                write!(f, "the token source failed: {cause}")?
+            }
             (UnavailableKind::Source, None) => f.write_str("the token source failed")?,
             (UnavailableKind::TimedOut(after), _) => {
                 write!(f, "the token source did not answer within {after:?}")?
             }
-            (UnavailableKind::Aborted, _) => {
-                f.write_str("the fetch ended without an answer (the source panicked or was cancelled)")?
-            }
+            (UnavailableKind::Aborted, _) => f.write_str(
+                "the fetch ended without an answer (the source panicked or was cancelled)",
+            )?,
             (UnavailableKind::NoRuntime, _) => f.write_str("no Tokio runtime is running")?,
+            (UnavailableKind::Rejected, _) => f.write_str(
+                "vault rejected the token and the source has no other (it returned the same one)",
+            )?,
         }
         if let Some(retry_in) = self.retry_in {
             write!(f, "; next attempt in {retry_in:?}")?;

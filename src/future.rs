@@ -198,23 +198,14 @@ enum Rejection<ResB: Body> {
     Done(Answer<ResB>),
 }
 
-impl<ResB: Body> Rejection<ResB> {
-    fn into_state<S, B>(self) -> Result<State<S, B, ResB>, Answer<ResB>>
-    where
-        S: Service<Request<B>, Response = Response<ResB>>,
-    {
-        match self {
-            Rejection::Wait(wait, response) => Ok(State::Reacquiring {
-                wait,
-                response: Some(response),
-            }),
-            Rejection::Done(response) => Err(response),
-        }
-    }
-}
-
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn send<S, B>(service: &mut S, mut request: Request<B>, header: HeaderValue) -> S::Future
@@ -245,7 +236,9 @@ where
                     return Poll::Ready(Ok(response.map(ResponseBody::new)));
                 }
                 StateProj::Failed { error } => {
-                    let error = error.take().unwrap_or_else(|| "polled after completion".into());
+                    let error = error
+                        .take()
+                        .unwrap_or_else(|| "polled after completion".into());
                     return Poll::Ready(Err(error));
                 }
                 StateProj::Waiting {
@@ -256,7 +249,8 @@ where
                 } => {
                     let outcome = ready!(wait.as_mut().poll(cx));
                     let (generation, header) = shared.wait_outcome_header(&outcome)?;
-                    let (Some(request), Some(mut service)) = (request.take(), service.take()) else {
+                    let (Some(request), Some(mut service)) = (request.take(), service.take())
+                    else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
                     ctx.replay = replay_copy_of(&request, ctx.replay_limit, &service);
@@ -273,9 +267,12 @@ where
                     match rule.check_head(response.status(), response.headers()) {
                         Verdict::Pass => return Poll::Ready(Ok(response.map(ResponseBody::new))),
                         Verdict::AuthFailure => {
-                            match ctx.rejected(response.map(ResponseBody::new)).into_state() {
-                                Ok(state) => state,
-                                Err(response) => return Poll::Ready(Ok(response)),
+                            match ctx.rejected(response.map(ResponseBody::new)) {
+                                Rejection::Wait(wait, response) => State::Reacquiring {
+                                    wait,
+                                    response: Some(response),
+                                },
+                                Rejection::Done(response) => return Poll::Ready(Ok(response)),
                             }
                         }
                         Verdict::InspectBody => {
@@ -338,18 +335,20 @@ where
                         return Poll::Ready(Err("polled after completion".into()));
                     };
                     let rejected = complete
-                        && ctx
-                            .rule
-                            .as_ref()
-                            .is_some_and(|rule| rule.check_body(parts.status, &parts.headers, seen));
+                        && ctx.rule.as_ref().is_some_and(|rule| {
+                            rule.check_body(parts.status, &parts.headers, seen)
+                        });
                     let body = ResponseBody::with_read_ahead(std::mem::take(frames), error, body);
                     let response = Response::from_parts(parts, body);
                     if !rejected {
                         return Poll::Ready(Ok(response));
                     }
-                    match ctx.rejected(response).into_state() {
-                        Ok(state) => state,
-                        Err(response) => return Poll::Ready(Ok(response)),
+                    match ctx.rejected(response) {
+                        Rejection::Wait(wait, response) => State::Reacquiring {
+                            wait,
+                            response: Some(response),
+                        },
+                        Rejection::Done(response) => return Poll::Ready(Ok(response)),
                     }
                 }
                 StateProj::Reacquiring { wait, response } => {
@@ -361,7 +360,11 @@ where
                             request: Some(request),
                             response,
                         },
-                        (_, _) => return Poll::Ready(response.ok_or_else(|| "polled after completion".into())),
+                        (_, _) => {
+                            return Poll::Ready(
+                                response.ok_or_else(|| "polled after completion".into()),
+                            )
+                        }
                     }
                 }
                 StateProj::Replaying {
@@ -375,7 +378,11 @@ where
                     let (Some(cache), Some((generation, header)), Some(request)) =
                         (cache, current, request.take())
                     else {
-                        return Poll::Ready(response.take().ok_or_else(|| "polled after completion".into()));
+                        return Poll::Ready(
+                            response
+                                .take()
+                                .ok_or_else(|| "polled after completion".into()),
+                        );
                     };
                     cache.count_replay();
                     ctx.generation = generation;

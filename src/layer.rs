@@ -47,13 +47,16 @@ impl VaultOrigin {
         let uri: Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-        let scheme = uri.scheme_str().ok_or_else(|| invalid("it has no scheme"))?;
+        let scheme = uri
+            .scheme_str()
+            .ok_or_else(|| invalid("it has no scheme"))?;
         let host = uri.host().ok_or_else(|| invalid("it has no host"))?;
         if host.is_empty() {
             return Err(invalid("it has no host"));
         }
         let https = scheme.eq_ignore_ascii_case("https");
-        if !https && !(scheme.eq_ignore_ascii_case("http") && is_loopback(host)) {
+        let loopback_http = scheme.eq_ignore_ascii_case("http") && is_loopback(host);
+        if !(https || loopback_http) {
             return Err(ConfigError::InsecureScheme {
                 scheme: scheme.to_owned(),
             });
@@ -61,7 +64,13 @@ impl VaultOrigin {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host = host.to_ascii_lowercase();
         Ok(Self {
-            shown: format!("{}://{}:{}", if https { "https" } else { "http" }, host, port).into(),
+            shown: format!(
+                "{}://{}:{}",
+                if https { "https" } else { "http" },
+                host,
+                port
+            )
+            .into(),
             https,
             host: host.into(),
             port,
@@ -137,7 +146,7 @@ pub(crate) struct Shared {
 /// let handle = auth.handle();
 /// let service = ServiceBuilder::new()
 ///     .layer(auth)
-///     .service(tower::service_fn(|req: http::Request<String>| async move {
+///     .service(tower::service_fn(|_req: http::Request<String>| async move {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 ///     }));
 /// # let _ = (service, handle);
@@ -456,7 +465,13 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let wait = shared.cache.acquire();
-                ResponseFuture::waiting(wait, Arc::clone(&self.shared), req, ready, self.rule.clone())
+                ResponseFuture::waiting(
+                    wait,
+                    Arc::clone(&self.shared),
+                    req,
+                    ready,
+                    self.rule.clone(),
+                )
             }
         }
     }
@@ -480,13 +495,15 @@ pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
 }
 
 impl Shared {
-    pub(crate) fn wait_outcome_header(&self, outcome: &Outcome) -> Result<(u64, HeaderValue), TokenUnavailable> {
+    pub(crate) fn wait_outcome_header(
+        &self,
+        outcome: &Outcome,
+    ) -> Result<(u64, HeaderValue), TokenUnavailable> {
         match outcome {
             Outcome::Failed(err) => Err(err.clone()),
-            Outcome::Installed(_) | Outcome::Unchanged => self
-                .cache
-                .current()
-                .ok_or_else(TokenUnavailable::panicked),
+            Outcome::Installed(_) | Outcome::Unchanged => {
+                self.cache.current().ok_or_else(TokenUnavailable::panicked)
+            }
         }
     }
 }
@@ -568,12 +585,24 @@ mod tests {
 
     #[test]
     fn plain_http_only_for_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:9000", "http://127.2.3.4"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9000",
+            "http://127.2.3.4",
+        ] {
             assert!(VaultOrigin::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://myvault.veevavault.com", "http://10.0.0.1", "ftp://myvault.veevavault.com"] {
+        for bad in [
+            "http://myvault.veevavault.com",
+            "http://10.0.0.1",
+            "ftp://myvault.veevavault.com",
+        ] {
             assert!(
-                matches!(VaultOrigin::parse(bad), Err(ConfigError::InsecureScheme { .. })),
+                matches!(
+                    VaultOrigin::parse(bad),
+                    Err(ConfigError::InsecureScheme { .. })
+                ),
                 "{bad}"
             );
         }

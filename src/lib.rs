@@ -50,7 +50,7 @@
     rust_2018_idioms,
     unreachable_pub
 )]
-#![doc(test(no_crate_inject, attr(deny(warnings))))]
+#![doc(test(no_crate_inject, attr(deny(warnings), allow(dead_code))))]
 
 mod body;
 mod cache;

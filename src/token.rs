@@ -109,7 +109,10 @@ impl AccessToken {
     ///
     /// The comparison takes the same time wherever the values first differ.
     pub fn same_value(&self, other: &AccessToken) -> bool {
-        let (a, b) = (self.expose_secret().as_bytes(), other.expose_secret().as_bytes());
+        let (a, b) = (
+            self.expose_secret().as_bytes(),
+            other.expose_secret().as_bytes(),
+        );
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
@@ -293,7 +296,10 @@ mod tests {
                 len: MAX_TOKEN_LEN + TOKEN_PREFIX.len()
             }
         );
-        let longest = format!("{TOKEN_PREFIX}{}", "a".repeat(MAX_TOKEN_LEN - TOKEN_PREFIX.len()));
+        let longest = format!(
+            "{TOKEN_PREFIX}{}",
+            "a".repeat(MAX_TOKEN_LEN - TOKEN_PREFIX.len())
+        );
         assert!(AccessToken::new(longest).is_ok());
     }
 

@@ -24,16 +24,22 @@ fn auth_header(vault: &VaultStandIn, index: usize) -> Option<String> {
 async fn attaches_the_exact_bearer_header_over_real_http() {
     let vault = VaultStandIn::start().await.unwrap();
     let token = vault.issue_token();
-    let layer = VaultAuthLayer::new(&vault.base_url(), StaticToken::new(token.clone()).unwrap()).unwrap();
+    let layer =
+        VaultAuthLayer::new(&vault.base_url(), StaticToken::new(token.clone()).unwrap()).unwrap();
     let client = authed(&layer);
 
-    let response = send(&client, get(&vault.api_url("/objects/users/me"))).await.unwrap();
+    let response = send(&client, get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
     assert!(text(response).await.contains("SUCCESS"));
 
-    let response = send(&client, post_form(&vault.api_url("/query"), "q=SELECT+id+FROM+documents"))
-        .await
-        .unwrap();
+    let response = send(
+        &client,
+        post_form(&vault.api_url("/query"), "q=SELECT+id+FROM+documents"),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
 
     let seen = vault.requests();
@@ -56,10 +62,16 @@ async fn another_host_never_sees_the_token() {
     let layer = VaultAuthLayer::new(&vault.base_url(), StaticToken::new(token).unwrap()).unwrap();
     let client = authed(&layer);
 
-    let err = send(&client, get(&other.api_url("/objects/users/me"))).await.unwrap_err();
+    let err = send(&client, get(&other.api_url("/objects/users/me")))
+        .await
+        .unwrap_err();
     let refused = err.downcast_ref::<NotForVault>().expect("typed error");
     assert_eq!(refused.origin(), Some(other.base_url().as_str()));
-    assert_eq!(other.request_count(), 0, "a refused request is not sent at all");
+    assert_eq!(
+        other.request_count(),
+        0,
+        "a refused request is not sent at all"
+    );
 
     // Same host, other scheme or port, or no host at all: also refused.
     let port = vault.addr().port();
@@ -72,11 +84,16 @@ async fn another_host_never_sees_the_token() {
     }
     assert_eq!(vault.request_count(), 0);
 
-    let passing = VaultAuthLayer::builder(&vault.base_url(), StaticToken::new(vault.issue_token()).unwrap())
-        .pass_through_other_hosts(true)
-        .build()
+    let passing = VaultAuthLayer::builder(
+        &vault.base_url(),
+        StaticToken::new(vault.issue_token()).unwrap(),
+    )
+    .pass_through_other_hosts(true)
+    .build()
+    .unwrap();
+    let response = send(&authed(&passing), get(&other.api_url("/objects/users/me")))
+        .await
         .unwrap();
-    let response = send(&authed(&passing), get(&other.api_url("/objects/users/me"))).await.unwrap();
     assert_eq!(other.requests()[0].outcome, Outcome::InvalidSession);
     assert!(other.requests()[0].headers.get(AUTHORIZATION).is_none());
     assert!(text(response).await.contains("INVALID_SESSION_ID"));
@@ -104,23 +121,44 @@ async fn the_callers_own_authorization_is_left_alone_unless_overridden() {
     let own_token = vault.issue_token();
     let own = |url: &str| {
         let mut request = get(url);
-        request
-            .headers_mut()
-            .insert(AUTHORIZATION, format!("Bearer {own_token}").parse().unwrap());
+        request.headers_mut().insert(
+            AUTHORIZATION,
+            format!("Bearer {own_token}").parse().unwrap(),
+        );
         request
     };
 
-    let layer = VaultAuthLayer::new(&vault.base_url(), StaticToken::new(layer_token.clone()).unwrap()).unwrap();
-    send(&authed(&layer), own(&vault.api_url("/objects/users/me"))).await.unwrap();
-    assert_eq!(auth_header(&vault, 0).unwrap(), format!("Bearer {own_token}"));
+    let layer = VaultAuthLayer::new(
+        &vault.base_url(),
+        StaticToken::new(layer_token.clone()).unwrap(),
+    )
+    .unwrap();
+    send(&authed(&layer), own(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap();
+    assert_eq!(
+        auth_header(&vault, 0).unwrap(),
+        format!("Bearer {own_token}")
+    );
     assert_eq!(layer.handle().status().fetches, 0, "no token was needed");
 
-    let overriding = VaultAuthLayer::builder(&vault.base_url(), StaticToken::new(layer_token.clone()).unwrap())
-        .override_authorization(true)
-        .build()
-        .unwrap();
-    send(&authed(&overriding), own(&vault.api_url("/objects/users/me"))).await.unwrap();
-    assert_eq!(auth_header(&vault, 1).unwrap(), format!("Bearer {layer_token}"));
+    let overriding = VaultAuthLayer::builder(
+        &vault.base_url(),
+        StaticToken::new(layer_token.clone()).unwrap(),
+    )
+    .override_authorization(true)
+    .build()
+    .unwrap();
+    send(
+        &authed(&overriding),
+        own(&vault.api_url("/objects/users/me")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        auth_header(&vault, 1).unwrap(),
+        format!("Bearer {layer_token}")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,18 +175,28 @@ async fn the_first_requests_share_one_fetch() {
         let (client, url) = (client.clone(), url.clone());
         async move { send(&client, get(&url)).await.map(|r| r.status()) }
     });
-    eventually("all 50 requests wait on the fetch", || source.fetches() == 1).await;
+    eventually("all 50 requests wait on the fetch", || {
+        source.fetches() == 1
+    })
+    .await;
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(vault.request_count(), 0, "nothing is sent before the token is known");
+    assert_eq!(
+        vault.request_count(),
+        0,
+        "nothing is sent before the token is known"
+    );
     source.open(1);
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), 200);
     }
     assert_eq!(source.fetches(), 1);
     assert_eq!(vault.request_count(), 50);
-    assert!(vault.requests().iter().all(|r| r.outcome == Outcome::Accepted));
+    assert!(vault
+        .requests()
+        .iter()
+        .all(|r| r.outcome == Outcome::Accepted));
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,11 +217,18 @@ async fn a_new_env_value_reaches_the_next_requests() {
     send(&client, get(&url)).await.unwrap();
     std::env::set_var(var, &second);
     send(&client, get(&url)).await.unwrap();
-    assert_eq!(auth_header(&vault, 1).unwrap(), format!("Bearer {first}"), "not polled yet");
+    assert_eq!(
+        auth_header(&vault, 1).unwrap(),
+        format!("Bearer {first}"),
+        "not polled yet"
+    );
 
     tokio::time::advance(Duration::from_secs(5)).await;
     let handle = layer.handle();
-    eventually("the poll installs the new token", || handle.status().generation == Some(2)).await;
+    eventually("the poll installs the new token", || {
+        handle.status().generation == Some(2)
+    })
+    .await;
     send(&client, get(&url)).await.unwrap();
     assert_eq!(auth_header(&vault, 2).unwrap(), format!("Bearer {second}"));
 
@@ -183,7 +238,10 @@ async fn a_new_env_value_reaches_the_next_requests() {
     eventually("the poll fails", || handle.status().fetch_failures == 1).await;
     send(&client, get(&url)).await.unwrap();
     assert_eq!(auth_header(&vault, 3).unwrap(), format!("Bearer {second}"));
-    assert!(vault.requests().iter().all(|r| r.outcome == Outcome::Accepted));
+    assert!(vault
+        .requests()
+        .iter()
+        .all(|r| r.outcome == Outcome::Accepted));
     std::env::remove_var(var);
 }
 
@@ -213,11 +271,8 @@ async fn a_rewritten_token_file_reaches_the_next_requests() {
         let handle = handle.clone();
         async move {
             tokio::time::advance(Duration::from_secs(5)).await;
-            let fetches = handle.status().fetches;
-            eventually("the poll ends", || {
-                let status = handle.status();
-                status.fetches > fetches && status.generation.is_some_and(|g| g >= generation)
-                    || status.fetch_failures > 0 && status.fetches > fetches
+            eventually("the poll installs the new token", || {
+                handle.status().generation.is_some_and(|g| g >= generation)
             })
             .await;
         }
@@ -229,13 +284,19 @@ async fn a_rewritten_token_file_reaches_the_next_requests() {
     std::fs::rename(&next, &path).unwrap();
     poll(2).await;
     send(&client, get(&url)).await.unwrap();
-    assert_eq!(auth_header(&vault, 1).unwrap(), format!("Bearer {}", tokens[1]));
+    assert_eq!(
+        auth_header(&vault, 1).unwrap(),
+        format!("Bearer {}", tokens[1])
+    );
 
     // 2. Rewrite in place.
     std::fs::write(&path, tokens[2].as_bytes()).unwrap();
     poll(3).await;
     send(&client, get(&url)).await.unwrap();
-    assert_eq!(auth_header(&vault, 2).unwrap(), format!("Bearer {}", tokens[2]));
+    assert_eq!(
+        auth_header(&vault, 2).unwrap(),
+        format!("Bearer {}", tokens[2])
+    );
 
     // 3. The Kubernetes secret-volume swap: `token -> ..data/token`, `..data -> ..v2`.
     let kube = dir.join("kube");
@@ -245,27 +306,46 @@ async fn a_rewritten_token_file_reaches_the_next_requests() {
     std::fs::write(kube.join("..v2/token"), &tokens[3]).unwrap();
     std::os::unix::fs::symlink("..v1", kube.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/token", kube.join("token")).unwrap();
-    let kube_layer = VaultAuthLayer::new(&vault.base_url(), FileToken::new(kube.join("token"))).unwrap();
+    let kube_layer =
+        VaultAuthLayer::new(&vault.base_url(), FileToken::new(kube.join("token"))).unwrap();
     let kube_client = authed(&kube_layer);
     send(&kube_client, get(&url)).await.unwrap();
-    assert_eq!(auth_header(&vault, 3).unwrap(), format!("Bearer {}", tokens[0]));
+    assert_eq!(
+        auth_header(&vault, 3).unwrap(),
+        format!("Bearer {}", tokens[0])
+    );
     std::os::unix::fs::symlink("..v2", kube.join("..data_tmp")).unwrap();
     std::fs::rename(kube.join("..data_tmp"), kube.join("..data")).unwrap();
     let kube_handle = kube_layer.handle();
     tokio::time::advance(Duration::from_secs(5)).await;
-    eventually("the swap is seen", || kube_handle.status().generation == Some(2)).await;
+    eventually("the swap is seen", || {
+        kube_handle.status().generation == Some(2)
+    })
+    .await;
     send(&kube_client, get(&url)).await.unwrap();
-    assert_eq!(auth_header(&vault, 4).unwrap(), format!("Bearer {}", tokens[3]));
+    assert_eq!(
+        auth_header(&vault, 4).unwrap(),
+        format!("Bearer {}", tokens[3])
+    );
 
     // 4. Missing, empty, newline only, garbage: the last good token stays.
-    for bad in [None, Some(""), Some("\n"), Some("garbage\n"), Some("veeva-vault-a b\n")] {
+    for bad in [
+        None,
+        Some(""),
+        Some("\n"),
+        Some("garbage\n"),
+        Some("veeva-vault-a b\n"),
+    ] {
         match bad {
             None => std::fs::remove_file(&path).unwrap(),
             Some(content) => std::fs::write(&path, content).unwrap(),
         }
         let failures = handle.status().fetch_failures;
         tokio::time::advance(Duration::from_secs(60)).await;
-        eventually("the poll fails", || handle.status().fetch_failures > failures).await;
+        eventually("the poll fails", || {
+            handle.status().fetch_failures > failures
+        })
+        .await;
         let before = vault.request_count();
         send(&client, get(&url)).await.unwrap();
         assert_eq!(
@@ -277,23 +357,34 @@ async fn a_rewritten_token_file_reaches_the_next_requests() {
     let status = handle.status();
     assert!(status.last_error.is_some());
     assert!(!format!("{status:?}").contains("veeva-vault-"));
-    assert!(vault.requests().iter().all(|r| r.outcome == Outcome::Accepted));
+    assert!(vault
+        .requests()
+        .iter()
+        .all(|r| r.outcome == Outcome::Accepted));
 }
 
 #[tokio::test]
 async fn an_unusable_source_is_a_typed_error_and_nothing_is_sent() {
     let vault = VaultStandIn::start().await.unwrap();
     std::env::remove_var("VVA_TEST_ENV_UNSET");
-    let layer = VaultAuthLayer::new(&vault.base_url(), EnvToken::from_var("VVA_TEST_ENV_UNSET")).unwrap();
-    let err = send(&authed(&layer), get(&vault.api_url("/objects/users/me"))).await.unwrap_err();
+    let layer =
+        VaultAuthLayer::new(&vault.base_url(), EnvToken::from_var("VVA_TEST_ENV_UNSET")).unwrap();
+    let err = send(&authed(&layer), get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap_err();
     let err = err.downcast_ref::<TokenUnavailable>().expect("typed error");
     assert_eq!(err.kind(), UnavailableKind::Source);
-    assert_eq!(err.source_error().unwrap().kind(), SourceErrorKind::NotFound);
+    assert_eq!(
+        err.source_error().unwrap().kind(),
+        SourceErrorKind::NotFound
+    );
     assert!(err.to_string().contains("VVA_TEST_ENV_UNSET"), "{err}");
     assert_eq!(vault.request_count(), 0);
 
     // Backing off: the next request fails at once without asking the source again.
-    let err = send(&authed(&layer), get(&vault.api_url("/objects/users/me"))).await.unwrap_err();
+    let err = send(&authed(&layer), get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap_err();
     let err = err.downcast_ref::<TokenUnavailable>().unwrap();
     assert!(err.retry_in().is_some());
     assert_eq!(layer.handle().status().fetches, 1);
@@ -305,9 +396,21 @@ async fn env_values_that_are_not_tokens_are_distinct_errors() {
     let cases: [(&str, std::ffi::OsString, SourceErrorKind); 5] = [
         ("VVA_ENV_EMPTY", "".into(), SourceErrorKind::Empty),
         ("VVA_ENV_BLANK", " \t\n".into(), SourceErrorKind::Empty),
-        ("VVA_ENV_BYTES", std::ffi::OsString::from_vec(b"veeva-vault-\xff".to_vec()), SourceErrorKind::NotUnicode),
-        ("VVA_ENV_PREFIX", "vault-abc".into(), SourceErrorKind::InvalidToken),
-        ("VVA_ENV_INNER", "veeva-vault-a b".into(), SourceErrorKind::InvalidToken),
+        (
+            "VVA_ENV_BYTES",
+            std::ffi::OsString::from_vec(b"veeva-vault-\xff".to_vec()),
+            SourceErrorKind::NotUnicode,
+        ),
+        (
+            "VVA_ENV_PREFIX",
+            "vault-abc".into(),
+            SourceErrorKind::InvalidToken,
+        ),
+        (
+            "VVA_ENV_INNER",
+            "veeva-vault-a b".into(),
+            SourceErrorKind::InvalidToken,
+        ),
     ];
     for (var, value, kind) in cases {
         std::env::set_var(var, &value);
@@ -315,12 +418,18 @@ async fn env_values_that_are_not_tokens_are_distinct_errors() {
         assert_eq!(err.kind(), kind, "{var}");
         assert!(err.to_string().contains(var));
         let shown = value.to_string_lossy().trim().to_owned();
-        assert!(shown.is_empty() || !err.to_string().contains(&shown), "{err}");
+        assert!(
+            shown.is_empty() || !err.to_string().contains(&shown),
+            "{err}"
+        );
         std::env::remove_var(var);
     }
     std::env::remove_var("VVA_ENV_UNSET");
     assert_eq!(
-        EnvToken::from_var("VVA_ENV_UNSET").read().unwrap_err().kind(),
+        EnvToken::from_var("VVA_ENV_UNSET")
+            .read()
+            .unwrap_err()
+            .kind(),
         SourceErrorKind::NotFound
     );
 }
@@ -337,9 +446,18 @@ async fn token_files_that_are_not_tokens_are_distinct_errors() {
         (dir.join("missing"), SourceErrorKind::NotFound),
         (write("empty", b""), SourceErrorKind::Empty),
         (write("newline", b"\n"), SourceErrorKind::Empty),
-        (write("bytes", b"veeva-vault-\xff\n"), SourceErrorKind::NotUnicode),
-        (write("big", &vec![b'a'; 70 * 1024]), SourceErrorKind::TooLarge),
-        (write("nul", b"veeva-vault-a\0b"), SourceErrorKind::InvalidToken),
+        (
+            write("bytes", b"veeva-vault-\xff\n"),
+            SourceErrorKind::NotUnicode,
+        ),
+        (
+            write("big", &vec![b'a'; 70 * 1024]),
+            SourceErrorKind::TooLarge,
+        ),
+        (
+            write("nul", b"veeva-vault-a\0b"),
+            SourceErrorKind::InvalidToken,
+        ),
         (dir.clone(), SourceErrorKind::Io),
     ];
     for (path, kind) in cases {
@@ -348,9 +466,16 @@ async fn token_files_that_are_not_tokens_are_distinct_errors() {
         assert!(!err.to_string().contains("veeva-vault-"), "{err}");
     }
     let ok = write("ok", b"veeva-vault-fine\r\n");
-    assert_eq!(FileToken::new(&ok).read().await.unwrap().expose_secret(), "veeva-vault-fine");
+    assert_eq!(
+        FileToken::new(&ok).read().await.unwrap().expose_secret(),
+        "veeva-vault-fine"
+    );
     let small = write("small-cap", &vec![b'a'; 2000]);
-    let err = FileToken::new(&small).with_max_size(1500).read().await.unwrap_err();
+    let err = FileToken::new(&small)
+        .with_max_size(1500)
+        .read()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), SourceErrorKind::TooLarge);
 }
 
@@ -359,9 +484,12 @@ async fn no_output_ever_contains_the_token() {
     let vault = VaultStandIn::start().await.unwrap();
     let token = vault.issue_token();
     let secret = token.trim_start_matches("veeva-vault-").to_owned();
-    let layer = VaultAuthLayer::new(&vault.base_url(), StaticToken::new(token.clone()).unwrap()).unwrap();
+    let layer =
+        VaultAuthLayer::new(&vault.base_url(), StaticToken::new(token.clone()).unwrap()).unwrap();
     let client = authed(&layer);
-    let response = send(&client, get(&vault.api_url("/objects/users/me"))).await.unwrap();
+    let response = send(&client, get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap();
 
     let mut outputs = vec![
         format!("{:?}", AccessToken::new(token.clone()).unwrap()),
@@ -390,7 +518,9 @@ async fn no_output_ever_contains_the_token() {
         if !bad.contains('\0') {
             // (An environment variable cannot hold NUL.)
             std::env::set_var("VVA_TEST_SECRET_ENV", &bad);
-            let env_err = EnvToken::from_var("VVA_TEST_SECRET_ENV").read().unwrap_err();
+            let env_err = EnvToken::from_var("VVA_TEST_SECRET_ENV")
+                .read()
+                .unwrap_err();
             outputs.push(format!("{env_err} {env_err:?}"));
         }
         let dir = temp_dir("secret");
@@ -399,7 +529,9 @@ async fn no_output_ever_contains_the_token() {
         outputs.push(format!("{file_err} {file_err:?}"));
     }
     std::env::remove_var("VVA_TEST_SECRET_ENV");
-    let refused: BoxError = send(&client, get("http://127.0.0.1:9/x")).await.unwrap_err();
+    let refused: BoxError = send(&client, get("http://127.0.0.1:9/x"))
+        .await
+        .unwrap_err();
     outputs.push(format!("{refused} {refused:?}"));
 
     for output in outputs {
@@ -427,7 +559,14 @@ fn public_types_are_send_sync_and_clone() {
     clone::<AuthClient>();
     clone::<AuthHandle>();
     clone::<AccessToken>();
-    send::<ResponseFuture<HttpClient, http_body_util::Full<bytes::Bytes>, hyper::body::Incoming, veeva_vault_auth::detect::VaultRule>>();
+    send::<
+        ResponseFuture<
+            HttpClient,
+            http_body_util::Full<bytes::Bytes>,
+            hyper::body::Incoming,
+            veeva_vault_auth::detect::VaultRule,
+        >,
+    >();
     send::<ResponseBody<hyper::body::Incoming>>();
     fn service<S: tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>>>() {}
     service::<VaultAuth<HttpClient>>();

@@ -202,10 +202,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vva-file-unit-{}-{name}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("vva-file-unit-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir

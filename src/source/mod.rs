@@ -191,7 +191,10 @@ impl SourceError {
 
     /// Attaches the underlying error; it must not contain a secret either.
     #[must_use]
-    pub fn with_cause(mut self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_cause(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         self.cause = Some(cause.into());
         self
     }

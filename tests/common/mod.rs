@@ -86,7 +86,10 @@ impl Drop for ClockHold {
 pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::task::yield_now().await;
         std::thread::yield_now();
     }
@@ -99,11 +102,14 @@ pub struct ScriptedSource {
     inner: Arc<Script>,
 }
 
+/// Gives the answer to fetch number `n`.
+type Answers = Box<dyn FnMut(usize) -> Result<AccessToken, SourceError> + Send>;
+
 struct Script {
     fetches: AtomicUsize,
     gate: Semaphore,
     gated: std::sync::atomic::AtomicBool,
-    next: std::sync::Mutex<Box<dyn FnMut(usize) -> Result<AccessToken, SourceError> + Send>>,
+    next: std::sync::Mutex<Answers>,
 }
 
 impl ScriptedSource {
@@ -156,7 +162,10 @@ impl TokenSource for ScriptedSource {
 }
 
 /// Spawns `n` copies of `make()` and returns their handles.
-pub fn spawn_many<F, T>(n: usize, mut make: impl FnMut(usize) -> F) -> Vec<tokio::task::JoinHandle<T>>
+pub fn spawn_many<F, T>(
+    n: usize,
+    mut make: impl FnMut(usize) -> F,
+) -> Vec<tokio::task::JoinHandle<T>>
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
