@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::error::TokenUnavailable;
 use crate::source::{SourceError, TokenSource};
 use crate::token::AccessToken;
+use crate::trace::event;
 
 /// The stamp's value when no token is held.
 const NO_TOKEN: u64 = 0;
@@ -181,6 +182,23 @@ pub(crate) struct Credential {
     pub(crate) token: AccessToken,
     header: HeaderValue,
     refresh_at: Option<Instant>,
+}
+
+/// Why a fetch was started; shown in logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// A request found no token.
+    NoToken,
+    /// Vault rejected the current token.
+    Rejected,
+    /// The token nears its expiry.
+    Renewal,
+    /// The source's poll interval elapsed.
+    Poll,
+    /// Retrying after a failure, or after a token expired unrenewed.
+    Recovery,
+    /// The user asked for it.
+    Forced,
 }
 
 /// How a fetch ended, as every waiter sees it.
@@ -412,7 +430,7 @@ impl Cache {
                 });
             }
         }
-        self.join_or_start(&mut state)
+        self.join_or_start(&mut state, Reason::NoToken)
     }
 
     /// Like [`acquire`](Self::acquire), but fails instead of waiting out a backoff.
@@ -426,7 +444,7 @@ impl Cache {
                 return ready(Outcome::Failed(err));
             }
         }
-        self.join_or_start(&mut state)
+        self.join_or_start(&mut state, Reason::NoToken)
     }
 
     /// Vault rejected the token of `generation`: drop it if it is still the current one and get
@@ -442,17 +460,27 @@ impl Cache {
             Some(current) => {
                 if state.inflight.is_none() && self.backing_off(&state).is_some() {
                     // Asked recently and got nothing better: keep the token, do not ask again.
+                    event!(
+                        debug,
+                        generation,
+                        "vault rejected the access token again; backing off, not asking the source"
+                    );
                     return Box::pin(std::future::ready(Reacquired::GiveUp));
                 }
+                event!(
+                    warn,
+                    generation,
+                    "vault rejected the access token; fetching a new one"
+                );
                 self.stats.reacquisitions.fetch_add(1, Ordering::Relaxed);
                 self.current.store(None);
                 self.stamp.store(NO_TOKEN, Ordering::Release);
                 state.rejected = Some(current);
-                self.join_or_start(&mut state)
+                self.join_or_start(&mut state, Reason::Rejected)
             }
             // Dropped already by another request: wait for the fetch, if any.
             None => match &state.inflight {
-                Some(_) => self.join_or_start(&mut state),
+                Some(_) => self.join_or_start(&mut state, Reason::Rejected),
                 None => return Box::pin(std::future::ready(Reacquired::GiveUp)),
             },
         };
@@ -468,12 +496,17 @@ impl Cache {
     /// Fetches now, even while backing off, and waits for the result (the handle's
     /// `force_refresh`). The current token keeps being served meanwhile.
     pub(crate) fn force_refresh(self: &Arc<Self>) -> BoxOutcome {
+        self.refresh(Reason::Forced)
+    }
+
+    fn refresh(self: &Arc<Self>, reason: Reason) -> BoxOutcome {
         let mut state = self.lock();
-        self.join_or_start(&mut state)
+        self.join_or_start(&mut state, reason)
     }
 
     /// Drops the current token; the next request fetches a new one.
     pub(crate) fn invalidate(&self) {
+        event!(info, "access token invalidated by the user");
         let mut state = self.lock();
         if let Some(current) = self.current.swap(None) {
             state.rejected = Some(current);
@@ -514,10 +547,10 @@ impl Cache {
         Some(last.backing_off(retry_at - now))
     }
 
-    fn join_or_start(self: &Arc<Self>, state: &mut State) -> BoxOutcome {
+    fn join_or_start(self: &Arc<Self>, state: &mut State, reason: Reason) -> BoxOutcome {
         let mut receiver = match &state.inflight {
             Some(receiver) => receiver.clone(),
-            None => match self.start_fetch(state) {
+            None => match self.start_fetch(state, reason) {
                 Ok(receiver) => receiver,
                 Err(err) => return ready(Outcome::Failed(err)),
             },
@@ -533,6 +566,7 @@ impl Cache {
     fn start_fetch(
         self: &Arc<Self>,
         state: &mut State,
+        reason: Reason,
     ) -> Result<watch::Receiver<Option<Outcome>>, TokenUnavailable> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TokenUnavailable::no_runtime())?;
@@ -544,13 +578,26 @@ impl Cache {
             cache: Arc::clone(self),
             sender,
             done: false,
+            reason,
         };
-        runtime.spawn(finish.run());
+        event!(debug, ?reason, "fetching a vault access token");
+        #[cfg(feature = "tracing")]
+        let fetch = tracing::Instrument::instrument(
+            finish.run(),
+            tracing::debug_span!(target: "veeva_vault_auth", "vault_auth.fetch", ?reason),
+        );
+        #[cfg(not(feature = "tracing"))]
+        let fetch = finish.run();
+        runtime.spawn(fetch);
         Ok(receiver)
     }
 
     /// Records a fetch's result and says how it ended.
-    fn complete(self: &Arc<Self>, result: Result<AccessToken, TokenUnavailable>) -> Outcome {
+    fn complete(
+        self: &Arc<Self>,
+        result: Result<AccessToken, TokenUnavailable>,
+        reason: Reason,
+    ) -> Outcome {
         let mut state = self.lock();
         state.inflight = None;
         let now = Instant::now();
@@ -572,6 +619,15 @@ impl Cache {
                     .backoff
                     .delay(state.failures, err.is_retryable());
                 state.retry_at = Some(now + delay);
+                event!(
+                    warn,
+                    ?reason,
+                    error = %err,
+                    consecutive_failures = state.failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    still_serving = current_generation(&self.current),
+                    "could not fetch a vault access token"
+                );
                 state.last_error = Some(err.clone());
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.wake.notify_one();
@@ -589,6 +645,11 @@ impl Cache {
 
         let outcome = if same_as(&current) {
             // A poll or refresh found what is already in place.
+            event!(
+                trace,
+                ?reason,
+                "the token source returned the token already in use"
+            );
             state.failures = 0;
             state.retry_at = None;
             state.last_error = None;
@@ -603,13 +664,28 @@ impl Cache {
             let delay = self.config.backoff.delay(state.failures, true);
             state.retry_at = Some(now + delay);
             state.last_error = Some(TokenUnavailable::rejected());
+            event!(
+                warn,
+                retry_in_ms = delay.as_millis() as u64,
+                "the token source returned the token vault just rejected; backing off"
+            );
             self.install(&mut state, token, now);
             Outcome::Unchanged
         } else {
             state.failures = 0;
             state.retry_at = None;
             state.last_error = None;
-            Outcome::Installed(self.install(&mut state, token, now))
+            let expires_in_secs = token.expires_at().map(|at| (at - now).as_secs());
+            let generation = self.install(&mut state, token, now);
+            event!(
+                info,
+                ?reason,
+                generation,
+                ?expires_in_secs,
+                "installed a new vault access token"
+            );
+            let _ = (reason, expires_in_secs);
+            Outcome::Installed(generation)
         };
         self.ensure_maintainer(&mut state);
         self.wake.notify_one();
@@ -662,20 +738,32 @@ impl Cache {
             (None, false, true) => Some(now),
             _ => None,
         };
-        let due = [refresh_at, poll_at, recover_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let reason = |at: Option<Instant>, reason: Reason| at.map(|at| (at, reason));
+        let due = [
+            reason(refresh_at, Reason::Renewal),
+            reason(poll_at, Reason::Poll),
+            reason(recover_at, Reason::Recovery),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
         let due = match (due, state.retry_at) {
-            (Some(due), Some(retry_at)) if state.failures > 0 => Some(due.max(retry_at)),
+            (Some((due, reason)), Some(retry_at)) if state.failures > 0 => {
+                Some((due.max(retry_at), reason))
+            }
             (due, _) => due,
         };
         if state.inflight.is_some() {
             return Plan::Sleep(expires_at);
         }
         match due {
-            Some(due) if due <= now => Plan::Fetch,
-            due => Plan::Sleep([due, expires_at].into_iter().flatten().min()),
+            Some((due, reason)) if due <= now => Plan::Fetch(reason),
+            due => Plan::Sleep(
+                [due.map(|(at, _)| at), expires_at]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            ),
         }
     }
 
@@ -687,13 +775,18 @@ impl Cache {
             self.current.store(None);
             self.stamp.store(NO_TOKEN, Ordering::Release);
             state.expired = true;
+            event!(
+                warn,
+                generation,
+                "the vault access token expired before it was renewed; dropped it"
+            );
         }
     }
 }
 
 enum Plan {
     Expire(u64),
-    Fetch,
+    Fetch(Reason),
     Sleep(Option<Instant>),
 }
 
@@ -714,11 +807,11 @@ async fn maintain(cache: Weak<Cache>, wake: Arc<Notify>) {
                     cache.expire(generation);
                 }
             }
-            Plan::Fetch => {
+            Plan::Fetch(reason) => {
                 let Some(strong) = cache.upgrade() else {
                     return;
                 };
-                let outcome = strong.force_refresh();
+                let outcome = strong.refresh(reason);
                 drop(strong);
                 outcome.await;
             }
@@ -737,6 +830,7 @@ struct FinishFetch {
     cache: Arc<Cache>,
     sender: watch::Sender<Option<Outcome>>,
     done: bool,
+    reason: Reason,
 }
 
 impl FinishFetch {
@@ -747,7 +841,7 @@ impl FinishFetch {
             Ok(Err(err)) => Err(TokenUnavailable::from_source(err)),
             Err(_) => Err(TokenUnavailable::timed_out(timeout)),
         };
-        let outcome = self.cache.complete(result);
+        let outcome = self.cache.complete(result, self.reason);
         self.done = true;
         self.sender.send_replace(Some(outcome));
     }
@@ -756,7 +850,9 @@ impl FinishFetch {
 impl Drop for FinishFetch {
     fn drop(&mut self) {
         if !self.done {
-            let outcome = self.cache.complete(Err(TokenUnavailable::panicked()));
+            let outcome = self
+                .cache
+                .complete(Err(TokenUnavailable::panicked()), self.reason);
             self.sender.send_replace(Some(outcome));
         }
     }
@@ -764,6 +860,12 @@ impl Drop for FinishFetch {
 
 pub(crate) type BoxOutcome = crate::source::BoxFuture<'static, Outcome>;
 pub(crate) type BoxReacquired = crate::source::BoxFuture<'static, Reacquired>;
+
+/// The generation of the token held now, if any (for logs).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn current_generation(current: &ArcSwapOption<Credential>) -> Option<u64> {
+    current.load().as_ref().map(|c| c.generation)
+}
 
 fn ready(outcome: Outcome) -> BoxOutcome {
     Box::pin(std::future::ready(outcome))

@@ -235,12 +235,20 @@ pub enum ConfigError {
         /// The URL's scheme.
         scheme: String,
     },
+    /// The client id is not what Vault accepts (at most 100 characters of `A-Z a-z 0-9 . _ -`).
+    InvalidClientId {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::InvalidVaultUrl { reason } => write!(f, "invalid vault url: {reason}"),
+            ConfigError::InvalidClientId { reason } => {
+                write!(f, "invalid vault client id: {reason}")
+            }
             ConfigError::InsecureScheme { scheme } => write!(
                 f,
                 "vault url must use https (`{scheme}` is allowed only for loopback addresses)"

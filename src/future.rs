@@ -29,6 +29,7 @@ use crate::body::{copy_chunks, ResponseBody};
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
 use crate::layer::{replay_copy_of, Shared};
+use crate::trace::event;
 use crate::BoxError;
 
 pin_project! {
@@ -385,6 +386,11 @@ where
                         );
                     };
                     cache.count_replay();
+                    event!(
+                        debug,
+                        generation,
+                        "replaying the request with the new token"
+                    );
                     ctx.generation = generation;
                     ctx.replayed = true;
                     State::Sent {

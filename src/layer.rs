@@ -18,6 +18,7 @@ use crate::detect::{FailureRule, VaultRule};
 use crate::error::{ConfigError, NotForVault, TokenUnavailable};
 use crate::future::ResponseFuture;
 use crate::source::TokenSource;
+use crate::trace::event;
 use crate::BoxError;
 
 /// The largest request body replayed after a rejection unless configured: 64 KiB.
@@ -244,7 +245,7 @@ pub struct VaultAuthLayerBuilder<R = VaultRule> {
     override_authorization: bool,
     replay_limit: Option<u64>,
     inspect_limit: usize,
-    client_id: Option<HeaderValue>,
+    client_id: Option<Result<HeaderValue, ConfigError>>,
     rule: R,
 }
 
@@ -320,6 +321,32 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
         self
     }
 
+    /// Sends `X-VaultAPI-ClientID: {client_id}` with every request to the Vault, identifying your
+    /// program in Vault's logs (Veeva recommends `{company}-{organization}-{team}-{server|client}-{program}`).
+    ///
+    /// Vault allows at most 100 characters of `A-Z a-z 0-9 . _ -`; anything else makes
+    /// [`build`](Self::build) fail with [`ConfigError::InvalidClientId`]. The value is encoded
+    /// once. A request that already carries the header keeps its own.
+    ///
+    /// ```
+    /// use veeva_vault_auth::{source::EnvToken, ConfigError, VaultAuthLayer};
+    ///
+    /// let ok = VaultAuthLayer::builder("https://myvault.veevavault.com", EnvToken::new())
+    ///     .client_id("acme-clinical-data-server-loader")
+    ///     .build();
+    /// assert!(ok.is_ok());
+    ///
+    /// let bad = VaultAuthLayer::builder("https://myvault.veevavault.com", EnvToken::new())
+    ///     .client_id("acme loader/1.0")
+    ///     .build();
+    /// assert!(matches!(bad, Err(ConfigError::InvalidClientId { .. })));
+    /// ```
+    #[must_use]
+    pub fn client_id(mut self, client_id: &str) -> Self {
+        self.client_id = Some(encode_client_id(client_id));
+        self
+    }
+
     /// Uses `rule` to recognise rejections instead of [`VaultRule`].
     pub fn failure_rule<R2: FailureRule>(self, rule: R2) -> VaultAuthLayerBuilder<R2> {
         VaultAuthLayerBuilder {
@@ -339,6 +366,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
     /// `http://` is allowed only for loopback addresses).
     pub fn build(self) -> Result<VaultAuthLayer<R>, ConfigError> {
         let origin = VaultOrigin::parse(&self.url)?;
+        let client_id = self.client_id.transpose()?;
         Ok(VaultAuthLayer {
             shared: Arc::new(Shared {
                 cache: Cache::new(self.source, self.config),
@@ -347,7 +375,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
                 override_authorization: self.override_authorization,
                 replay_limit: self.replay_limit,
                 inspect_limit: self.inspect_limit,
-                client_id: self.client_id,
+                client_id,
             }),
             rule: self.rule,
         })
@@ -437,12 +465,21 @@ where
         let shared = &*self.shared;
         if !shared.origin.matches(req.uri()) {
             if shared.pass_through_other_hosts {
+                event!(
+                    debug,
+                    host = req.uri().host(),
+                    "passing a request for another host through without the token"
+                );
                 return ResponseFuture::pass_through(self.inner.call(req));
             }
-            return ResponseFuture::failed(shared.origin.refuse(req.uri()).into());
+            let refused = shared.origin.refuse(req.uri());
+            event!(debug, error = %refused, "refused a request for another host");
+            return ResponseFuture::failed(refused.into());
         }
         if let Some(client_id) = &shared.client_id {
-            req.headers_mut().insert(VAULT_CLIENT_ID, client_id.clone());
+            if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(VAULT_CLIENT_ID) {
+                slot.insert(client_id.clone());
+            }
         }
         if !shared.override_authorization && req.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::pass_through(self.inner.call(req));
@@ -475,6 +512,31 @@ where
             }
         }
     }
+}
+
+/// The longest client id Vault accepts.
+const MAX_CLIENT_ID_LEN: usize = 100;
+
+fn encode_client_id(client_id: &str) -> Result<HeaderValue, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidClientId { reason };
+    if client_id.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    if client_id.len() > MAX_CLIENT_ID_LEN {
+        return Err(invalid(format!(
+            "it is {} characters long, over Vault's limit of {MAX_CLIENT_ID_LEN}",
+            client_id.chars().count()
+        )));
+    }
+    if let Some((position, c)) = client_id
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(invalid(format!(
+            "character {c:?} at byte {position} is not one of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    HeaderValue::from_str(client_id).map_err(|e| invalid(e.to_string()))
 }
 
 /// A copy of `req` (without the token) and of the service, to send again after a rejection; `None`

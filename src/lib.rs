@@ -60,6 +60,7 @@ mod future;
 mod layer;
 pub mod source;
 mod token;
+mod trace;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

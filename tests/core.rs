@@ -571,3 +571,65 @@ fn public_types_are_send_sync_and_clone() {
     fn service<S: tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>>>() {}
     service::<VaultAuth<HttpClient>>();
 }
+
+#[tokio::test]
+async fn the_client_id_goes_to_the_vault_with_every_request() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let layer = VaultAuthLayer::builder(
+        &vault.base_url(),
+        StaticToken::new(vault.issue_token()).unwrap(),
+    )
+    .client_id("acme-clinical-data-server-loader_v1.2")
+    .build()
+    .unwrap();
+    let client = authed(&layer);
+    send(&client, get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap();
+    let mut own = get(&vault.api_url("/objects/users/me"));
+    own.headers_mut()
+        .insert("x-vaultapi-clientid", "acme-other".parse().unwrap());
+    send(&client, own).await.unwrap();
+
+    let seen = vault.requests();
+    assert_eq!(
+        seen[0].headers["x-vaultapi-clientid"],
+        "acme-clinical-data-server-loader_v1.2"
+    );
+    assert_eq!(
+        seen[1].headers["x-vaultapi-clientid"], "acme-other",
+        "the caller's own wins"
+    );
+}
+
+#[test]
+fn client_ids_outside_vaults_rule_are_refused() {
+    let build = |id: &str| {
+        VaultAuthLayer::builder(
+            "https://myvault.veevavault.com",
+            StaticToken::new("veeva-vault-a").unwrap(),
+        )
+        .client_id(id)
+        .build()
+    };
+    assert!(build(&"a".repeat(100)).is_ok());
+    for bad in [
+        "",
+        "has space",
+        "slash/1",
+        "tab\t",
+        "é",
+        "crlf\r\nX: 1",
+        &"a".repeat(101),
+    ] {
+        let err = build(bad).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::InvalidClientId { .. }),
+            "{bad:?}"
+        );
+        assert!(
+            err.to_string().starts_with("invalid vault client id"),
+            "{err}"
+        );
+    }
+}

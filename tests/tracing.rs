@@ -1,0 +1,141 @@
+//! With the `tracing` feature, every path logs what happened, and no log line ever holds a token.
+#![cfg(feature = "tracing")]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tracing_subscriber::fmt::format::FmtSpan;
+use veeva_vault_auth::source::SourceError;
+use veeva_vault_auth::testing::VaultStandIn;
+use veeva_vault_auth::{AccessToken, VaultAuthLayer};
+
+/// Everything the subscriber writes, kept in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_path_is_logged_and_no_token_ever_is() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let _clock = hold_clock();
+
+    let vault = VaultStandIn::start().await.unwrap();
+    let lifetime = Duration::from_secs(600);
+    let tokens: Vec<String> = (0..4).map(|_| vault.issue_token()).collect();
+    let issued = tokens.clone();
+    // Fetch 1 and 2 succeed; fetch 3 fails; fetch 4 and later give the last token.
+    let source = ScriptedSource::new(move |n| match n {
+        3 => Err(SourceError::retryable("the issuer is down")),
+        _ => Ok(AccessToken::new(issued[(n - 1).min(3)].clone())
+            .unwrap()
+            .with_expires_in(lifetime)),
+    });
+    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
+        .client_id("acme-test-tracing")
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+
+    // First fetch, then a renewal ahead of expiry.
+    send(&client, get(&url)).await.unwrap();
+    tokio::time::advance(lifetime - Duration::from_secs(30)).await;
+    eventually("renewed", || handle.status().generation == Some(2)).await;
+    // A revocation: re-acquisition fails once, then a forced refresh and a replay.
+    vault.revoke(&tokens[1]);
+    let response = send(&client, get(&url)).await.unwrap();
+    assert!(text(response).await.contains("INVALID_SESSION_ID"));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let response = send(&client, get(&url)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    // A request for another host.
+    assert!(send(&client, get("http://127.0.0.1:9/elsewhere"))
+        .await
+        .is_err());
+    handle.invalidate();
+
+    let log = captured.text();
+    for expected in [
+        "fetching a vault access token",
+        "installed a new vault access token",
+        "Renewal",
+        "vault rejected the access token; fetching a new one",
+        "could not fetch a vault access token",
+        "the issuer is down",
+        "vault_auth.fetch",
+        "refused a request for another host",
+        "access token invalidated",
+    ] {
+        assert!(log.contains(expected), "missing {expected:?} in:\n{log}");
+    }
+    for token in &tokens {
+        let secret = token.trim_start_matches("veeva-vault-");
+        assert!(!log.contains(secret), "a token leaked into the log:\n{log}");
+    }
+    assert!(!log.contains("Bearer"), "{log}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn replays_are_logged() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let _clock = hold_clock();
+
+    let vault = VaultStandIn::start().await.unwrap();
+    let tokens: Vec<String> = (0..2).map(|_| vault.issue_token()).collect();
+    let issued = tokens.clone();
+    let source = ScriptedSource::new(move |n| Ok(AccessToken::new(issued[n - 1].clone()).unwrap()));
+    let layer = VaultAuthLayer::new(&vault.base_url(), source).unwrap();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+    send(&client, get(&url)).await.unwrap();
+    vault.revoke(&tokens[0]);
+    let response = send(&client, get(&url)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+
+    let log = captured.text();
+    assert!(
+        log.contains("replaying the request with the new token"),
+        "{log}"
+    );
+    for token in &tokens {
+        assert!(
+            !log.contains(token.trim_start_matches("veeva-vault-")),
+            "{log}"
+        );
+    }
+}
