@@ -11,21 +11,19 @@
 //!                    Replaying ◄── Reacquiring ──(nothing better, or no copy)──► done
 //! ```
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Buf;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
-use http_body::{Body, Frame};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::{copy_chunks, ResponseBody};
+use crate::body::{Inspection, ResponseBody};
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
 use crate::layer::{replay_copy_of, Shared};
@@ -79,12 +77,7 @@ pin_project! {
         // Sent with a token; the response is judged when it comes.
         Sent { #[pin] fut: S::Future },
         // Reading a body (up to the bound) to see if it is Vault's rejection.
-        Inspecting {
-            parts: Option<http::response::Parts>,
-            body: Option<Pin<Box<ResB>>>,
-            frames: VecDeque<Frame<ResB::Data>>,
-            seen: Vec<u8>,
-        },
+        Inspecting { inspection: Inspection<ResB> },
         // Rejected: waiting for the one fetch that serves everybody rejected with this token.
         Reacquiring {
             wait: BoxReacquired,
@@ -199,16 +192,6 @@ enum Rejection<ResB: Body> {
     Done(Answer<ResB>),
 }
 
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn send<S, B>(service: &mut S, mut request: Request<B>, header: HeaderValue) -> S::Future
 where
     S: Service<Request<B>>,
@@ -277,70 +260,20 @@ where
                             }
                         }
                         Verdict::InspectBody => {
-                            let (parts, body) = response.into_parts();
-                            let limit = ctx.inspect_limit as u64;
-                            if content_length(&parts.headers).is_some_and(|len| len > limit)
-                                || body.size_hint().lower() > limit
-                            {
-                                return Poll::Ready(Ok(Response::from_parts(
-                                    parts,
-                                    ResponseBody::new(body),
-                                )));
-                            }
-                            State::Inspecting {
-                                parts: Some(parts),
-                                body: Some(Box::pin(body)),
-                                frames: VecDeque::new(),
-                                seen: Vec::new(),
+                            match Inspection::start(response, ctx.inspect_limit) {
+                                Ok(inspection) => State::Inspecting { inspection },
+                                Err(too_large) => return Poll::Ready(Ok(too_large)),
                             }
                         }
                     }
                 }
-                StateProj::Inspecting {
-                    parts,
-                    body,
-                    frames,
-                    seen,
-                } => {
-                    let Some(reading) = body.as_mut() else {
+                StateProj::Inspecting { inspection } => {
+                    let Some(rule) = &ctx.rule else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    let mut error = None;
-                    let mut complete = false;
-                    loop {
-                        match ready!(reading.as_mut().poll_frame(cx)) {
-                            None => {
-                                complete = true;
-                                break;
-                            }
-                            Some(Err(err)) => {
-                                error = Some(err);
-                                break;
-                            }
-                            Some(Ok(frame)) => {
-                                let fits = match frame.data_ref() {
-                                    Some(data) => {
-                                        seen.len() + data.remaining() <= ctx.inspect_limit
-                                            && copy_chunks(data, seen)
-                                    }
-                                    None => true,
-                                };
-                                frames.push_back(frame);
-                                if !fits {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let (Some(parts), Some(body)) = (parts.take(), body.take()) else {
+                    let Some((response, rejected)) = ready!(inspection.poll_judge(cx, rule)) else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    let rejected = complete
-                        && ctx.rule.as_ref().is_some_and(|rule| {
-                            rule.check_body(parts.status, &parts.headers, seen)
-                        });
-                    let body = ResponseBody::with_read_ahead(std::mem::take(frames), error, body);
-                    let response = Response::from_parts(parts, body);
                     if !rejected {
                         return Poll::Ready(Ok(response));
                     }
