@@ -78,10 +78,11 @@ impl VaultOrigin {
         })
     }
 
-    /// Whether `uri` points at this Vault: same scheme, host (any case) and port.
+    /// Whether a request for `scheme://host:port` is for this Vault: same scheme, host (any case)
+    /// and port (the scheme's default when absent).
     #[inline]
-    fn matches(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+    fn matches(&self, target: &Target<'_>) -> bool {
+        let (Some(scheme), Some(host)) = (target.scheme, target.host) else {
             return false;
         };
         let https = if scheme.eq_ignore_ascii_case("https") {
@@ -93,16 +94,47 @@ impl VaultOrigin {
         };
         https == self.https
             && host.eq_ignore_ascii_case(&self.host)
-            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+            && target.port.unwrap_or(if https { 443 } else { 80 }) == self.port
     }
 
-    fn refuse(&self, uri: &Uri) -> NotForVault {
-        let origin = match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => Some(format!("{scheme}://{authority}")),
+    fn refuse(&self, target: &Target<'_>) -> NotForVault {
+        let origin = match (target.scheme, target.host) {
+            (Some(scheme), Some(host)) => Some(match target.port {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            }),
             _ => None,
         };
         NotForVault::new(origin, self.shown.to_string())
     }
+}
+
+/// Where a request is going, as far as the origin check cares.
+pub(crate) struct Target<'a> {
+    pub(crate) scheme: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) port: Option<u16>,
+}
+
+impl<'a> Target<'a> {
+    #[inline]
+    fn of(uri: &'a Uri) -> Self {
+        Self {
+            scheme: uri.scheme_str(),
+            host: uri.host(),
+            port: uri.port_u16(),
+        }
+    }
+}
+
+/// What to do with a request, decided before anything is sent.
+pub(crate) enum Admission {
+    /// For the Vault, without a credential of its own: attach the token.
+    Authenticate,
+    /// Send as it is: the caller's own credential, or another host let through.
+    PassThrough,
+    /// Another host: refuse.
+    Refuse(NotForVault),
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -120,6 +152,43 @@ pub(crate) struct Shared {
     pub(crate) replay_limit: Option<u64>,
     pub(crate) inspect_limit: usize,
     client_id: Option<HeaderValue>,
+}
+
+impl Shared {
+    /// The decisions both front doors make before sending, first on where the request goes:
+    /// `None` if it is for the Vault.
+    #[inline]
+    pub(crate) fn admit_target(&self, target: &Target<'_>) -> Option<Admission> {
+        if self.origin.matches(target) {
+            return None;
+        }
+        if self.pass_through_other_hosts {
+            event!(
+                debug,
+                host = target.host,
+                "passing a request for another host through without the token"
+            );
+            return Some(Admission::PassThrough);
+        }
+        let refused = self.origin.refuse(target);
+        event!(debug, error = %refused, "refused a request for another host");
+        Some(Admission::Refuse(refused))
+    }
+
+    /// Then, for a request to the Vault, on its headers: adds the client id, and lets the
+    /// caller's own `Authorization` stand unless told to override it.
+    #[inline]
+    pub(crate) fn admit_headers(&self, headers: &mut http::HeaderMap) -> Admission {
+        if let Some(client_id) = &self.client_id {
+            if let http::header::Entry::Vacant(slot) = headers.entry(VAULT_CLIENT_ID) {
+                slot.insert(client_id.clone());
+            }
+        }
+        if !self.override_authorization && headers.contains_key(AUTHORIZATION) {
+            return Admission::PassThrough;
+        }
+        Admission::Authenticate
+    }
 }
 
 /// A [`Layer`] that attaches `Authorization: Bearer veeva-vault-…` to every request for one Vault.
@@ -201,6 +270,16 @@ impl VaultAuthLayer {
 }
 
 impl<R> VaultAuthLayer<R> {
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn rule(&self) -> &R {
+        &self.rule
+    }
+
     /// A handle to this layer's token cache: force a refresh, drop the token, read its status.
     pub fn handle(&self) -> AuthHandle {
         AuthHandle {
@@ -463,26 +542,13 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        if !shared.origin.matches(req.uri()) {
-            if shared.pass_through_other_hosts {
-                event!(
-                    debug,
-                    host = req.uri().host(),
-                    "passing a request for another host through without the token"
-                );
-                return ResponseFuture::pass_through(self.inner.call(req));
-            }
-            let refused = shared.origin.refuse(req.uri());
-            event!(debug, error = %refused, "refused a request for another host");
-            return ResponseFuture::failed(refused.into());
-        }
-        if let Some(client_id) = &shared.client_id {
-            if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(VAULT_CLIENT_ID) {
-                slot.insert(client_id.clone());
-            }
-        }
-        if !shared.override_authorization && req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::pass_through(self.inner.call(req));
+        let admission = shared
+            .admit_target(&Target::of(req.uri()))
+            .unwrap_or_else(|| shared.admit_headers(req.headers_mut()));
+        match admission {
+            Admission::Authenticate => {}
+            Admission::PassThrough => return ResponseFuture::pass_through(self.inner.call(req)),
+            Admission::Refuse(refused) => return ResponseFuture::failed(refused.into()),
         }
         match shared.cache.current() {
             Some((generation, header)) => {

@@ -62,6 +62,12 @@ pub mod source;
 mod token;
 mod trace;
 
+#[cfg(feature = "reqwest")]
+mod middleware;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use middleware::VaultAuthMiddleware;
+
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

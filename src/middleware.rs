@@ -1,0 +1,194 @@
+//! [`VaultAuthMiddleware`]: the layer's second front door, for `reqwest-middleware` chains.
+//!
+//! It shares everything with the [`VaultAuthLayer`] it comes from: the source, the token cache,
+//! the one-Vault rule, failure detection, the single shared refresh and the replay rules. A tower
+//! client and a reqwest client made from one layer hold one token between them.
+//!
+//! Replay uses [`reqwest::Request::try_clone`]: requests with an in-memory body of at most the
+//! replay limit (64 KiB by default) are sent again once after a rejection; a streaming body cannot
+//! be cloned, so that request gets Vault's answer and the next request carries the new token.
+//!
+//! Errors of this crate ([`TokenUnavailable`](crate::TokenUnavailable),
+//! [`NotForVault`](crate::NotForVault)) come back as `reqwest_middleware::Error::Middleware`;
+//! downcast the inner `anyhow::Error` to tell them apart.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::Extensions;
+use reqwest::{Request, Response, ResponseBuilderExt};
+use reqwest_middleware::{Error, Middleware, Next, Result};
+
+use crate::body::{Inspection, ResponseBody};
+use crate::cache::Reacquired;
+use crate::detect::{FailureRule, VaultRule, Verdict};
+use crate::layer::{Admission, Shared, Target};
+use crate::trace::event;
+use crate::VaultAuthLayer;
+
+/// Attaches the Vault token to a reqwest client's requests, with the same cache and rules as the
+/// [`VaultAuthLayer`] it was made from ([`VaultAuthLayer::middleware`]).
+///
+/// ```no_run
+/// use reqwest_middleware::ClientBuilder;
+/// use veeva_vault_auth::{source::EnvToken, VaultAuthLayer};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = VaultAuthLayer::new("https://myvault.veevavault.com", EnvToken::new())?;
+/// let client = ClientBuilder::new(reqwest::Client::new())
+///     .with(auth.middleware())
+///     .build();
+/// let me = client
+///     .get("https://myvault.veevavault.com/api/v26.2/objects/users/me")
+///     .send()
+///     .await?;
+/// println!("{}", me.status());
+/// # Ok(())
+/// # }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub struct VaultAuthMiddleware<R = VaultRule> {
+    shared: Arc<Shared>,
+    rule: R,
+}
+
+impl<R: Clone> Clone for VaultAuthMiddleware<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for VaultAuthMiddleware<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultAuthMiddleware")
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Clone> VaultAuthLayer<R> {
+    /// The reqwest-middleware front door to this layer's token cache.
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn middleware(&self) -> VaultAuthMiddleware<R> {
+        VaultAuthMiddleware {
+            shared: Arc::clone(self.shared()),
+            rule: self.rule().clone(),
+        }
+    }
+}
+
+impl<R: FailureRule> VaultAuthMiddleware<R> {
+    /// Whether `response` is Vault rejecting the token, reading its body only when the rule asks
+    /// to. The response handed back carries the same status, headers, URL and bytes.
+    async fn judge(&self, response: Response) -> (Response, bool) {
+        match self.rule.check_head(response.status(), response.headers()) {
+            Verdict::Pass => (response, false),
+            Verdict::AuthFailure => (response, true),
+            Verdict::InspectBody => {
+                let url = response.url().clone();
+                let response: http::Response<reqwest::Body> = response.into();
+                match Inspection::start(response, self.shared.inspect_limit) {
+                    Err(untouched) => (rebuild(untouched, url), false),
+                    Ok(mut inspection) => {
+                        let judged =
+                            std::future::poll_fn(|cx| inspection.poll_judge(cx, &self.rule)).await;
+                        let (response, rejected) = judged.expect("an inspection ends once");
+                        (rebuild(response, url), rejected)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A reqwest response again, with its URL, from a response whose body was read ahead.
+fn rebuild(response: http::Response<ResponseBody<reqwest::Body>>, url: reqwest::Url) -> Response {
+    let (mut parts, body) = response.into_parts();
+    if let Ok(marker) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(marker.into_parts().0.extensions);
+    }
+    Response::from(http::Response::from_parts(parts, reqwest::Body::wrap(body)))
+}
+
+/// A copy of `request` to send again after a rejection, if its body is in memory and small enough.
+fn replay_copy(request: &Request, limit: Option<u64>) -> Option<Request> {
+    let limit = limit?;
+    let fits = match request.body() {
+        None => true,
+        Some(body) => body.as_bytes().is_some_and(|b| b.len() as u64 <= limit),
+    };
+    if fits {
+        request.try_clone()
+    } else {
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let shared = &*self.shared;
+        let url = request.url();
+        let target = Target {
+            scheme: Some(url.scheme()),
+            host: url.host_str(),
+            port: url.port(),
+        };
+        let admission = shared
+            .admit_target(&target)
+            .unwrap_or_else(|| shared.admit_headers(request.headers_mut()));
+        match admission {
+            Admission::Authenticate => {}
+            Admission::PassThrough => return next.run(request, extensions).await,
+            Admission::Refuse(refused) => return Err(Error::middleware(refused)),
+        }
+
+        let (generation, header) = match shared.cache.current() {
+            Some(current) => current,
+            None => {
+                let outcome = shared.cache.acquire().await;
+                shared
+                    .wait_outcome_header(&outcome)
+                    .map_err(Error::middleware)?
+            }
+        };
+        let replay = replay_copy(&request, shared.replay_limit);
+        request.headers_mut().insert(AUTHORIZATION, header);
+        let response = next.clone().run(request, extensions).await?;
+        let (response, rejected) = self.judge(response).await;
+        if !rejected {
+            return Ok(response);
+        }
+
+        let reacquired = shared.cache.reject(generation);
+        let Some(mut replay) = replay else {
+            // The fetch goes on without us and serves the next request.
+            return Ok(response);
+        };
+        if reacquired.await != Reacquired::Replay {
+            return Ok(response);
+        }
+        let Some((generation, header)) = shared.cache.current() else {
+            return Ok(response);
+        };
+        shared.cache.count_replay();
+        event!(debug, generation, "replaying the request with the new token");
+        replay.headers_mut().insert(AUTHORIZATION, header);
+        let second = next.run(replay, extensions).await?;
+        let (second, rejected) = self.judge(second).await;
+        if rejected {
+            // Never a second replay; let the next request find a fresh token.
+            drop(shared.cache.reject(generation));
+        }
+        Ok(second)
+    }
+}

@@ -1,0 +1,216 @@
+//! The reqwest-middleware front door, with a real reqwest client against the Vault stand-in.
+#![cfg(feature = "reqwest")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::header::AUTHORIZATION;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use veeva_vault_auth::testing::{Outcome, VaultStandIn};
+use veeva_vault_auth::{AccessToken, NotForVault, TokenUnavailable, VaultAuthLayer};
+
+const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
+
+fn reqwest_client(layer: &VaultAuthLayer) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build()
+}
+
+fn tokens_in_order(tokens: Vec<String>) -> ScriptedSource {
+    ScriptedSource::new(move |n| Ok(AccessToken::new(tokens[n - 1].clone()).unwrap()))
+}
+
+fn bearer(vault: &VaultStandIn, index: usize) -> String {
+    vault.requests()[index].headers[AUTHORIZATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn attaches_the_token_and_keeps_it_at_home() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let other = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let layer = VaultAuthLayer::builder(&vault.base_url(), ScriptedSource::fixed(&token))
+        .client_id("acme-tests-reqwest")
+        .build()
+        .unwrap();
+    let client = reqwest_client(&layer);
+
+    let response = client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    assert_eq!(bearer(&vault, 0), format!("Bearer {token}"));
+    assert_eq!(vault.requests()[0].headers["x-vaultapi-clientid"], "acme-tests-reqwest");
+
+    let err = client.get(other.api_url("/objects/users/me")).send().await.unwrap_err();
+    let reqwest_middleware::Error::Middleware(err) = err else {
+        panic!("expected the middleware's own error, got {err}");
+    };
+    assert!(err.downcast_ref::<NotForVault>().is_some(), "{err}");
+    assert!(!format!("{err:?}").contains(token.trim_start_matches("veeva-vault-")));
+    assert_eq!(other.request_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_request_is_replayed_once_with_the_new_token() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new.clone()]);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    vault.revoke(&old);
+
+    let response = client
+        .post(vault.api_url("/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("q=SELECT+id+FROM+documents")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    let seen = vault.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!((seen[1].outcome, seen[2].outcome), (Outcome::InvalidSession, Outcome::Accepted));
+    assert_eq!(bearer(&vault, 2), format!("Bearer {new}"));
+    assert_eq!(seen[2].body, seen[1].body);
+    assert_eq!(source.fetches(), 2);
+    assert_eq!(layer.handle().status().replays, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_rejections_share_one_fetch() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new]);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    let url = vault.api_url("/objects/users/me");
+    client.get(&url).send().await.unwrap();
+
+    vault.hold_requests(true);
+    let tasks = spawn_many(200, |_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(&url).send().await.unwrap().headers()["x-vaultapi-status"].clone() }
+    });
+    vault.wait_for_held(200).await;
+    vault.revoke(&old);
+    vault.hold_requests(false);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "SUCCESS");
+    }
+    assert_eq!(source.fetches(), 2);
+    assert_eq!(layer.handle().status().replays, 200);
+}
+
+/// A body reqwest cannot clone: it arrives in chunks.
+struct Chunks(Vec<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = (!self.0.is_empty()).then(|| Ok(http_body::Frame::data(self.0.remove(0))));
+        std::task::Poll::Ready(next)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_not_replayed_and_the_next_request_gets_the_new_token() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new.clone()]);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    vault.revoke(&old);
+
+    let streaming = reqwest::Body::wrap(Chunks(vec![
+        Bytes::from_static(b"q=SELECT+id"),
+        Bytes::from_static(b"+FROM+documents"),
+    ]));
+    let response = client
+        .post(vault.api_url("/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(streaming)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), INVALID_SESSION);
+    let response = client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    assert_eq!(bearer(&vault, 2), format!("Bearer {new}"));
+    assert_eq!(vault.request_count(), 3);
+    assert_eq!(layer.handle().status().replays, 0);
+}
+
+#[tokio::test]
+async fn other_vault_errors_reach_the_caller_unchanged_with_their_url() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::fixed(&token);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    vault.fail_path_with("/objects/documents", "INSUFFICIENT_ACCESS");
+    let url = vault.api_url("/objects/documents");
+
+    let through = client.get(&url).send().await.unwrap();
+    let direct = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through.url().as_str(), url);
+    assert_eq!(through.status(), direct.status());
+    assert_eq!(through.headers()["content-type"], direct.headers()["content-type"]);
+    assert_eq!(through.text().await.unwrap(), direct.text().await.unwrap());
+    assert_eq!(source.fetches(), 1);
+    assert_eq!(vault.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_tower_client_and_a_reqwest_client_share_one_token() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::fixed(&token);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let url = vault.api_url("/objects/users/me");
+    reqwest_client(&layer).get(&url).send().await.unwrap();
+    send(&authed(&layer), get(&url)).await.unwrap();
+    assert_eq!(source.fetches(), 1);
+    assert_eq!(bearer(&vault, 0), bearer(&vault, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unavailable_token_is_a_typed_error() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let source = ScriptedSource::new(|_| Err(veeva_vault_auth::source::SourceError::permanent("no issuer")));
+    let layer = VaultAuthLayer::builder(&vault.base_url(), source)
+        .fetch_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = reqwest_client(&layer)
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap_err();
+    let reqwest_middleware::Error::Middleware(err) = err else {
+        panic!("expected the middleware's own error");
+    };
+    let err = err.downcast_ref::<TokenUnavailable>().expect("typed");
+    assert!(err.to_string().contains("no issuer"));
+    assert_eq!(vault.request_count(), 0);
+}
