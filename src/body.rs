@@ -161,10 +161,7 @@ pub(crate) struct Inspection<B: Body> {
 
 impl<B: Body> Inspection<B> {
     /// Starts reading `response`, or hands it back untouched if it says it is larger than `limit`.
-    pub(crate) fn start(
-        response: http::Response<B>,
-        limit: usize,
-    ) -> Result<Self, http::Response<ResponseBody<B>>> {
+    pub(crate) fn start(response: http::Response<B>, limit: usize) -> Started<B> {
         let (parts, body) = response.into_parts();
         let declared = parts
             .headers
@@ -173,9 +170,9 @@ impl<B: Body> Inspection<B> {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let limit_u64 = limit as u64;
         if declared.is_some_and(|len| len > limit_u64) || body.size_hint().lower() > limit_u64 {
-            return Err(http::Response::from_parts(parts, ResponseBody::new(body)));
+            return Started::TooLarge(http::Response::from_parts(parts, ResponseBody::new(body)));
         }
-        Ok(Self {
+        Started::Reading(Self {
             parts: Some(parts),
             body: Some(Box::pin(body)),
             frames: VecDeque::new(),
@@ -230,6 +227,14 @@ impl<B: Body> Inspection<B> {
         let body = ResponseBody::with_read_ahead(frames, error, body);
         Poll::Ready(Some((http::Response::from_parts(parts, body), rejected)))
     }
+}
+
+/// How [`Inspection::start`] went.
+pub(crate) enum Started<B: Body> {
+    /// The body is to be read.
+    Reading(Inspection<B>),
+    /// The body is larger than the bound: here is the response, untouched.
+    TooLarge(http::Response<ResponseBody<B>>),
 }
 
 /// Copies the bytes of `data` into `out` without consuming it. Returns `false` if the buffer is

@@ -23,7 +23,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::{Inspection, ResponseBody};
+use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
 use crate::layer::{replay_copy_of, Shared};
@@ -261,8 +261,8 @@ where
                         }
                         Verdict::InspectBody => {
                             match Inspection::start(response, ctx.inspect_limit) {
-                                Ok(inspection) => State::Inspecting { inspection },
-                                Err(too_large) => return Poll::Ready(Ok(too_large)),
+                                Started::Reading(inspection) => State::Inspecting { inspection },
+                                Started::TooLarge(response) => return Poll::Ready(Ok(response)),
                             }
                         }
                     }

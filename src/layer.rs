@@ -698,7 +698,8 @@ mod tests {
             "https://MYVAULT.veevavault.com:443/api",
             "HTTPS://myvault.veevavault.com",
         ] {
-            assert!(vault.matches(&yes.parse().unwrap()), "{yes}");
+            let uri: Uri = yes.parse().unwrap();
+            assert!(vault.matches(&Target::of(&uri)), "{yes}");
         }
         for no in [
             "http://myvault.veevavault.com/api",
@@ -707,7 +708,8 @@ mod tests {
             "https://myvault.veevavault.com.evil.example/api",
             "/api/v26.2/objects/users/me",
         ] {
-            assert!(!vault.matches(&no.parse().unwrap()), "{no}");
+            let uri: Uri = no.parse().unwrap();
+            assert!(!vault.matches(&Target::of(&uri)), "{no}");
         }
     }
 

@@ -20,7 +20,7 @@ use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 
-use crate::body::{Inspection, ResponseBody};
+use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::Reacquired;
 use crate::detect::{FailureRule, VaultRule, Verdict};
 use crate::layer::{Admission, Shared, Target};
@@ -92,8 +92,8 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
                 let url = response.url().clone();
                 let response: http::Response<reqwest::Body> = response.into();
                 match Inspection::start(response, self.shared.inspect_limit) {
-                    Err(untouched) => (rebuild(untouched, url), false),
-                    Ok(mut inspection) => {
+                    Started::TooLarge(untouched) => (rebuild(untouched, url), false),
+                    Started::Reading(mut inspection) => {
                         let judged =
                             std::future::poll_fn(|cx| inspection.poll_judge(cx, &self.rule)).await;
                         let (response, rejected) = judged.expect("an inspection ends once");
@@ -181,7 +181,11 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             return Ok(response);
         };
         shared.cache.count_replay();
-        event!(debug, generation, "replaying the request with the new token");
+        event!(
+            debug,
+            generation,
+            "replaying the request with the new token"
+        );
         replay.headers_mut().insert(AUTHORIZATION, header);
         let second = next.run(replay, extensions).await?;
         let (second, rejected) = self.judge(second).await;

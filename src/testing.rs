@@ -10,7 +10,8 @@
 //!   `{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}`
 //!   (or HTTP 401 with the same body, see [`VaultStandIn::set_unauthorized_mode`]);
 //! * every answer carries `Content-Type: application/json;charset=UTF-8`, `X-VaultAPI-Status`
-//!   and `X-VaultAPI-ExecutionId` (and echoes `X-VaultAPI-ReferenceId` when the request has one).
+//!   and `X-VaultAPI-ExecutionId` (and echoes `X-VaultAPI-ReferenceId` when the request has one),
+//!   except redirects (see below).
 //!
 //! Endpoints, under `/api/{version}` for any version string such as `v26.2`:
 //!
@@ -26,6 +27,10 @@
 //! | `GET /api/` (no version, no credential needed) | map of API versions to URLs |
 //!
 //! Any other method and path is answered with HTTP 404 and a `MALFORMED_URL` FAILURE body.
+//!
+//! [`VaultStandIn::redirect`] makes paths answer with a redirection instead (`3xx` and a
+//! `Location` header, whatever the credential), to test what a client stack does with the
+//! credential when it follows a redirect, to the same Vault or to another origin.
 //!
 //! Token expiry is measured with [`tokio::time::Instant`], and serving requests sets no timers
 //! (hyper's header-read timeout is off), so tests can run with paused time (`#[tokio::test(start_paused = true)]`) and expire tokens
@@ -45,7 +50,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -180,6 +187,8 @@ pub enum Outcome {
     Failed,
     /// Answered HTTP 404 (`MALFORMED_URL`): no such endpoint.
     NotFound,
+    /// Answered with a redirection set by [`VaultStandIn::redirect`].
+    Redirected,
     /// Recorded but not answered yet (held by [`VaultStandIn::hold_requests`], or in progress).
     Pending,
 }
@@ -300,6 +309,69 @@ impl VaultStandIn {
     /// Removes every failure set with [`fail_path_with`](Self::fail_path_with).
     pub fn clear_failures(&self) {
         self.inner.shared.lock().failures.clear();
+    }
+
+    /// Makes every request whose path ends with `path_suffix` answer with `status` and
+    /// `Location: location`, whatever its method and credential, and whether or not the path is
+    /// an endpoint (so a made-up path such as `/moved` works too). The request is recorded like
+    /// any other, with [`Outcome::Redirected`]; a held request is redirected when it is released.
+    ///
+    /// `location` is sent as it is: an absolute URL (such as another stand-in's
+    /// [`api_url`](Self::api_url)) or a reference resolved against the request's URL (such as
+    /// `/api/v26.2/objects/documents`). The answer has an empty body, `X-VaultAPI-ExecutionId`
+    /// and no `Content-Type` or `X-VaultAPI-Status`.
+    ///
+    /// Setting the same suffix again replaces its redirection; when several suffixes match, the
+    /// first one set wins. Redirections come before injected failures
+    /// ([`fail_path_with`](Self::fail_path_with)). Undo with
+    /// [`clear_redirects`](Self::clear_redirects).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use veeva_vault_auth::testing::VaultStandIn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let vault = VaultStandIn::start().await?;
+    /// let elsewhere = VaultStandIn::start().await?;
+    /// // Same Vault, another path:
+    /// vault.redirect("/objects/moved", StatusCode::FOUND, "/api/v26.2/objects/documents");
+    /// // Another origin:
+    /// vault.redirect(
+    ///     "/objects/documents",
+    ///     StatusCode::TEMPORARY_REDIRECT,
+    ///     &elsewhere.api_url("/objects/documents"),
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not a redirection (`3xx`) or `location` is not a valid header value.
+    pub fn redirect(&self, path_suffix: &str, status: StatusCode, location: &str) {
+        assert!(
+            status.is_redirection(),
+            "VaultStandIn::redirect needs a 3xx status, not {status}"
+        );
+        let location = HeaderValue::from_str(location).unwrap_or_else(|_| {
+            panic!("VaultStandIn::redirect: {location:?} is not a header value")
+        });
+        let mut state = self.inner.shared.lock();
+        let redirect = Redirect { status, location };
+        match state
+            .redirects
+            .iter_mut()
+            .find(|(suffix, _)| suffix == path_suffix)
+        {
+            Some((_, existing)) => *existing = redirect,
+            None => state.redirects.push((path_suffix.to_owned(), redirect)),
+        }
+    }
+
+    /// Removes every redirection set with [`redirect`](Self::redirect).
+    pub fn clear_redirects(&self) {
+        self.inner.shared.lock().redirects.clear();
     }
 
     /// When on, each incoming request is recorded and then held (not answered) until
@@ -489,6 +561,9 @@ impl Shared {
     }
 
     fn answer(&self, parts: &http::request::Parts, body: &ReceivedBody) -> Reply {
+        if let Some(redirect) = self.lock().redirect_for(parts.uri.path()) {
+            return Reply::redirect(redirect);
+        }
         let route = Route::resolve(&parts.method, parts.uri.path(), parts.uri.query());
         match route {
             Route::NotFound => return Reply::not_found(),
@@ -535,9 +610,13 @@ impl Shared {
         let mut response = Response::new(Full::new(Bytes::from(reply.body.0)));
         *response.status_mut() = reply.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
-        let status = if reply.success { "SUCCESS" } else { "FAILURE" };
-        headers.insert(STATUS_HEADER, HeaderValue::from_static(status));
+        if let Some(location) = reply.location {
+            headers.insert(LOCATION, location);
+        } else {
+            headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
+            let status = if reply.success { "SUCCESS" } else { "FAILURE" };
+            headers.insert(STATUS_HEADER, HeaderValue::from_static(status));
+        }
         if let Ok(id) = HeaderValue::try_from(self.entropy.execution_id()) {
             headers.insert(EXECUTION_ID_HEADER, id);
         }
@@ -723,9 +802,18 @@ struct State {
     unauthorized_mode: bool,
     /// `(path suffix, error type)`, in the order they were set.
     failures: Vec<(String, String)>,
+    /// `(path suffix, redirection)`, in the order they were set.
+    redirects: Vec<(String, Redirect)>,
     /// `(sequence number, request)`, in arrival order.
     requests: Vec<(u64, RecordedRequest)>,
     next_request_seq: u64,
+}
+
+/// A redirection set with [`VaultStandIn::redirect`].
+#[derive(Clone, Debug)]
+struct Redirect {
+    status: StatusCode,
+    location: HeaderValue,
 }
 
 struct TokenRecord {
@@ -845,6 +933,13 @@ impl State {
             }
             _ => false,
         }
+    }
+
+    fn redirect_for(&self, path: &str) -> Option<Redirect> {
+        self.redirects
+            .iter()
+            .find(|(suffix, _)| path.ends_with(suffix.as_str()))
+            .map(|(_, redirect)| redirect.clone())
     }
 
     fn injected_failure(&self, path: &str) -> Option<String> {
@@ -1067,6 +1162,8 @@ struct Reply {
     authenticated: bool,
     outcome: Outcome,
     body: Json,
+    /// Set for redirections only: then the answer has no JSON headers and an empty body.
+    location: Option<HeaderValue>,
 }
 
 impl Reply {
@@ -1077,6 +1174,7 @@ impl Reply {
             authenticated: true,
             outcome: Outcome::Accepted,
             body: Json::response("SUCCESS", members),
+            location: None,
         }
     }
 
@@ -1088,6 +1186,7 @@ impl Reply {
             authenticated: true,
             outcome: Outcome::Failed,
             body: Json::failure(error_type, message),
+            location: None,
         }
     }
 
@@ -1103,6 +1202,18 @@ impl Reply {
             authenticated: false,
             outcome,
             body: Json::failure(INVALID_SESSION_ID, INVALID_SESSION_MESSAGE),
+            location: None,
+        }
+    }
+
+    fn redirect(redirect: Redirect) -> Reply {
+        Reply {
+            status: redirect.status,
+            success: true,
+            authenticated: false,
+            outcome: Outcome::Redirected,
+            body: Json(String::new()),
+            location: Some(redirect.location),
         }
     }
 
@@ -1113,6 +1224,7 @@ impl Reply {
             authenticated: false,
             outcome: Outcome::NotFound,
             body: Json::failure("MALFORMED_URL", "The requested resource does not exist."),
+            location: None,
         }
     }
 }

@@ -42,12 +42,23 @@ async fn attaches_the_token_and_keeps_it_at_home() {
         .unwrap();
     let client = reqwest_client(&layer);
 
-    let response = client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    let response = client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
     assert_eq!(bearer(&vault, 0), format!("Bearer {token}"));
-    assert_eq!(vault.requests()[0].headers["x-vaultapi-clientid"], "acme-tests-reqwest");
+    assert_eq!(
+        vault.requests()[0].headers["x-vaultapi-clientid"],
+        "acme-tests-reqwest"
+    );
 
-    let err = client.get(other.api_url("/objects/users/me")).send().await.unwrap_err();
+    let err = client
+        .get(other.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap_err();
     let reqwest_middleware::Error::Middleware(err) = err else {
         panic!("expected the middleware's own error, got {err}");
     };
@@ -64,7 +75,11 @@ async fn a_rejected_request_is_replayed_once_with_the_new_token() {
     let source = tokens_in_order(vec![old.clone(), new.clone()]);
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
     let client = reqwest_client(&layer);
-    client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
     vault.revoke(&old);
 
     let response = client
@@ -77,7 +92,10 @@ async fn a_rejected_request_is_replayed_once_with_the_new_token() {
     assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
     let seen = vault.requests();
     assert_eq!(seen.len(), 3);
-    assert_eq!((seen[1].outcome, seen[2].outcome), (Outcome::InvalidSession, Outcome::Accepted));
+    assert_eq!(
+        (seen[1].outcome, seen[2].outcome),
+        (Outcome::InvalidSession, Outcome::Accepted)
+    );
     assert_eq!(bearer(&vault, 2), format!("Bearer {new}"));
     assert_eq!(seen[2].body, seen[1].body);
     assert_eq!(source.fetches(), 2);
@@ -133,7 +151,11 @@ async fn a_streaming_body_is_not_replayed_and_the_next_request_gets_the_new_toke
     let source = tokens_in_order(vec![old.clone(), new.clone()]);
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
     let client = reqwest_client(&layer);
-    client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
     vault.revoke(&old);
 
     let streaming = reqwest::Body::wrap(Chunks(vec![
@@ -148,7 +170,11 @@ async fn a_streaming_body_is_not_replayed_and_the_next_request_gets_the_new_toke
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), INVALID_SESSION);
-    let response = client.get(vault.api_url("/objects/users/me")).send().await.unwrap();
+    let response = client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
     assert_eq!(bearer(&vault, 2), format!("Bearer {new}"));
     assert_eq!(vault.request_count(), 3);
@@ -174,7 +200,10 @@ async fn other_vault_errors_reach_the_caller_unchanged_with_their_url() {
         .unwrap();
     assert_eq!(through.url().as_str(), url);
     assert_eq!(through.status(), direct.status());
-    assert_eq!(through.headers()["content-type"], direct.headers()["content-type"]);
+    assert_eq!(
+        through.headers()["content-type"],
+        direct.headers()["content-type"]
+    );
     assert_eq!(through.text().await.unwrap(), direct.text().await.unwrap());
     assert_eq!(source.fetches(), 1);
     assert_eq!(vault.request_count(), 2);
@@ -197,7 +226,11 @@ async fn a_tower_client_and_a_reqwest_client_share_one_token() {
 async fn an_unavailable_token_is_a_typed_error() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
-    let source = ScriptedSource::new(|_| Err(veeva_vault_auth::source::SourceError::permanent("no issuer")));
+    let source = ScriptedSource::new(|_| {
+        Err(veeva_vault_auth::source::SourceError::permanent(
+            "no issuer",
+        ))
+    });
     let layer = VaultAuthLayer::builder(&vault.base_url(), source)
         .fetch_timeout(Duration::from_secs(1))
         .build()
