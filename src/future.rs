@@ -26,6 +26,7 @@ use tower_service::Service;
 use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
+use crate::guard::ForeignAnswer;
 use crate::layer::{replay_copy_of, Shared};
 use crate::trace::event;
 use crate::BoxError;
@@ -248,6 +249,11 @@ where
                     let Some(rule) = &ctx.rule else {
                         return Poll::Ready(Ok(response.map(ResponseBody::new)));
                     };
+                    if response.extensions().get::<ForeignAnswer>().is_some() {
+                        // Another host answered (a redirect followed beneath the layer): its
+                        // verdict is not Vault's.
+                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                    }
                     match rule.check_head(response.status(), response.headers()) {
                         Verdict::Pass => return Poll::Ready(Ok(response.map(ResponseBody::new))),
                         Verdict::AuthFailure => {

@@ -118,7 +118,7 @@ pub(crate) struct Target<'a> {
 
 impl<'a> Target<'a> {
     #[inline]
-    fn of(uri: &'a Uri) -> Self {
+    pub(crate) fn of(uri: &'a Uri) -> Self {
         Self {
             scheme: uri.scheme_str(),
             host: uri.host(),
@@ -131,8 +131,10 @@ impl<'a> Target<'a> {
 pub(crate) enum Admission {
     /// For the Vault, without a credential of its own: attach the token.
     Authenticate,
-    /// Send as it is: the caller's own credential, or another host let through.
+    /// Send as it is: the caller's own credential.
     PassThrough,
+    /// Another host, let through: send without any Vault token.
+    Foreign,
     /// Another host: refuse.
     Refuse(NotForVault),
 }
@@ -155,6 +157,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether a request for `target` is for this layer's Vault.
+    pub(crate) fn is_vault(&self, target: &Target<'_>) -> bool {
+        self.origin.matches(target)
+    }
+
     /// The decisions both front doors make before sending, first on where the request goes:
     /// `None` if it is for the Vault.
     #[inline]
@@ -168,7 +175,7 @@ impl Shared {
                 host = target.host,
                 "passing a request for another host through without the token"
             );
-            return Some(Admission::PassThrough);
+            return Some(Admission::Foreign);
         }
         let refused = self.origin.refuse(target);
         event!(debug, error = %refused, "refused a request for another host");
@@ -548,6 +555,10 @@ where
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return ResponseFuture::pass_through(self.inner.call(req)),
+            Admission::Foreign => {
+                strip_vault_tokens(req.headers_mut());
+                return ResponseFuture::pass_through(self.inner.call(req));
+            }
             Admission::Refuse(refused) => return ResponseFuture::failed(refused.into()),
         }
         match shared.cache.current() {
@@ -577,6 +588,29 @@ where
                 )
             }
         }
+    }
+}
+
+/// Removes every `Authorization` header that carries a Vault token (`veeva-vault-…`, with or
+/// without `Bearer `): a request for another host must not carry one, whoever put it there.
+pub(crate) fn strip_vault_tokens(headers: &mut http::HeaderMap) {
+    let carries_token = headers.get_all(AUTHORIZATION).iter().any(|value| {
+        let bytes = value.as_bytes();
+        let bytes = match bytes.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => &bytes[7..],
+            _ => bytes,
+        };
+        let bytes = bytes.trim_ascii_start();
+        bytes.len() >= crate::TOKEN_PREFIX.len()
+            && bytes[..crate::TOKEN_PREFIX.len()]
+                .eq_ignore_ascii_case(crate::TOKEN_PREFIX.as_bytes())
+    });
+    if carries_token {
+        headers.remove(AUTHORIZATION);
+        event!(
+            warn,
+            "removed a vault token from a request for another host"
+        );
     }
 }
 

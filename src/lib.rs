@@ -57,6 +57,7 @@ mod cache;
 pub mod detect;
 mod error;
 mod future;
+pub mod guard;
 mod layer;
 pub mod source;
 mod token;
@@ -76,6 +77,7 @@ pub use body::ResponseBody;
 pub use cache::{AuthStatus, Backoff, RefreshPolicy};
 pub use error::{ConfigError, NotForVault, TokenUnavailable, UnavailableKind};
 pub use future::ResponseFuture;
+pub use guard::{TokenGuard, TokenGuardLayer};
 pub use layer::{
     AuthHandle, VaultAuth, VaultAuthLayer, VaultAuthLayerBuilder, DEFAULT_INSPECT_LIMIT,
     DEFAULT_REPLAY_LIMIT, VAULT_CLIENT_ID,

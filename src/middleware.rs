@@ -23,7 +23,7 @@ use reqwest_middleware::{Error, Middleware, Next, Result};
 use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::Reacquired;
 use crate::detect::{FailureRule, VaultRule, Verdict};
-use crate::layer::{Admission, Shared, Target};
+use crate::layer::{strip_vault_tokens, Admission, Shared, Target};
 use crate::trace::event;
 use crate::VaultAuthLayer;
 
@@ -149,6 +149,10 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return next.run(request, extensions).await,
+            Admission::Foreign => {
+                strip_vault_tokens(request.headers_mut());
+                return next.run(request, extensions).await;
+            }
             Admission::Refuse(refused) => return Err(Error::middleware(refused)),
         }
 

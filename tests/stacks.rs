@@ -709,3 +709,73 @@ async fn a_trace_inside_the_layer_sees_the_header_but_not_the_token() {
     assert!(logs.contains("\"authorization\": Sensitive"), "{logs}");
     assert!(!logs.contains(&token), "{logs}");
 }
+
+#[tokio::test]
+async fn auth_outside_with_the_token_guard_beneath_the_follower_never_leaks() {
+    // The same chains that leak above, with `token_guard()` beneath the redirect follower.
+    for policy_keeps_every_header in [false, true] {
+        let (vault, token, layer) = vault_and_layer(false).await;
+        let other = VaultStandIn::start().await.unwrap();
+        vault.redirect("/start", StatusCode::FOUND, &other.api_url("/first"));
+        other.redirect("/first", StatusCode::FOUND, "/api/v26.2/objects/documents");
+        let url = vault.api_url("/start");
+        let response = if policy_keeps_every_header {
+            ServiceBuilder::new()
+                .layer(layer.clone())
+                .layer(FollowRedirectLayer::with_policy(policy::Limited::new(5)))
+                .layer(layer.token_guard())
+                .service(http_client())
+                .oneshot(get(&url))
+                .await
+                .unwrap()
+        } else {
+            ServiceBuilder::new()
+                .layer(layer.clone())
+                .layer(FollowRedirectLayer::new())
+                .layer(layer.token_guard())
+                .service(http_client())
+                .oneshot(get(&url))
+                .await
+                .unwrap()
+        };
+        assert!(text(response).await.contains("INVALID_SESSION_ID"));
+        assert_eq!(
+            paths(&other),
+            ["/api/v26.2/first", "/api/v26.2/objects/documents"]
+        );
+        assert_eq!(authorizations(&other, &token), ["none", "none"]);
+        assert!(!received_token(&other, &token));
+        assert_eq!(authorizations(&vault, &token), ["token"]);
+        // The other host's INVALID_SESSION_ID is not taken for Vault's verdict.
+        let status = layer.handle().status();
+        assert_eq!((status.reacquisitions, status.replays), (0, 0));
+    }
+}
+
+#[tokio::test]
+async fn a_vault_token_set_by_the_caller_is_removed_from_a_foreign_request() {
+    let (vault, token, layer) = vault_and_layer(true).await;
+    let other = VaultStandIn::start().await.unwrap();
+    let client = tower::Layer::layer(&layer, http_client());
+    for header in [
+        format!("Bearer {token}"),
+        token.clone(),
+        format!("bearer  {token}"),
+    ] {
+        let mut request = get(&other.api_url("/objects/users/me"));
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, header.parse().unwrap());
+        let _ = text(client.clone().oneshot(request).await.unwrap()).await;
+    }
+    let mut request = get(&other.api_url("/objects/users/me"));
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
+    let _ = text(client.clone().oneshot(request).await.unwrap()).await;
+    assert_eq!(
+        authorizations(&other, &token),
+        ["none", "none", "none", "other"]
+    );
+    assert_eq!(vault.request_count(), 0);
+}
