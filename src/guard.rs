@@ -1,5 +1,5 @@
 //! [`TokenGuardLayer`]: keeps Vault tokens off requests for other hosts, for stacks where a
-//! redirect follower sits beneath [`VaultAuthLayer`](crate::VaultAuthLayer).
+//! redirect follower sits beneath [`VaultAuthLayer`].
 //!
 //! The recommended stack puts a redirect follower *outside* the layer, so every hop passes through
 //! it and only hops to the Vault get the token. When a stack must have it the other way round

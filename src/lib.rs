@@ -42,6 +42,16 @@
 //!   each request whose body can be reproduced, at most once.
 //! - **Rotation ahead of expiry.** A token that carries its expiry is renewed before it expires,
 //!   off the request path; a failed renewal never takes away a token that still works.
+//!
+//! The [`guide`] tells which source to pick, where the layer goes among other middleware, how
+//! re-acquisition and replay behave, what happens under concurrency and failure, and how a fleet
+//! of processes shares one user's 25 tokens.
+//!
+//! # Feature flags
+//! - `tracing`: events and spans for fetches, renewals, re-acquisitions, replays and failures,
+//!   never with a token's value.
+//! - `reqwest`: `VaultAuthMiddleware`, the same cache and rules for reqwest-middleware chains.
+//! - `test-util`: `testing::VaultStandIn`, a Vault stand-in on loopback for your own tests.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -58,6 +68,7 @@ pub mod detect;
 mod error;
 mod future;
 pub mod guard;
+pub mod guide;
 mod layer;
 pub mod source;
 mod token;
