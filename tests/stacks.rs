@@ -779,3 +779,52 @@ async fn a_vault_token_set_by_the_caller_is_removed_from_a_foreign_request() {
     );
     assert_eq!(vault.request_count(), 0);
 }
+
+#[tokio::test]
+async fn an_invalid_redirect_target_is_handed_back_and_nothing_else_is_sent() {
+    for follow_outside in [true, false] {
+        let (vault, token, layer) = vault_and_layer(false).await;
+        let targets = [
+            "http://[::1",
+            "ftp://127.0.0.1:9/file",
+            "mailto:x@example.com",
+        ];
+        for (i, target) in targets.iter().enumerate() {
+            vault.redirect(&format!("/bad{i}"), StatusCode::FOUND, target);
+            let request = get(&vault.api_url(&format!("/bad{i}")));
+            let response = if follow_outside {
+                ServiceBuilder::new()
+                    .layer(FollowRedirectLayer::new())
+                    .layer(layer.clone())
+                    .service(http_client())
+                    .oneshot(request)
+                    .await
+            } else {
+                ServiceBuilder::new()
+                    .layer(layer.clone())
+                    .layer(FollowRedirectLayer::new())
+                    .layer(layer.token_guard())
+                    .service(http_client())
+                    .oneshot(request)
+                    .await
+            };
+            // Handed back as it is, or refused with an error (an `ftp:` target, say): never a
+            // panic, and never a token in what the caller sees.
+            match response {
+                Ok(response) => {
+                    assert_eq!(response.status(), StatusCode::FOUND, "{target}");
+                    assert_eq!(response.headers()[LOCATION], *target);
+                }
+                Err(err) => {
+                    if follow_outside {
+                        assert!(err.is::<NotForVault>(), "{target}: {err}");
+                    }
+                    assert!(!format!("{err} {err:?}").contains(&token), "{target}");
+                }
+            }
+        }
+        // Each bad redirect was answered by the Vault once, with the token, and never followed.
+        assert_eq!(authorizations(&vault, &token), ["token"; 3]);
+        assert_eq!(layer.handle().status().reacquisitions, 0);
+    }
+}
