@@ -42,6 +42,8 @@ pin_project! {
         ReadAhead {
             frames: VecDeque<Frame<B::Data>>,
             error: Option<B::Error>,
+            // The original body already ended (or failed) while it was read: never poll it again.
+            ended: bool,
             body: Pin<Box<B>>,
         },
     }
@@ -58,12 +60,14 @@ impl<B: Body> ResponseBody<B> {
     pub(crate) fn with_read_ahead(
         frames: VecDeque<Frame<B::Data>>,
         error: Option<B::Error>,
+        ended: bool,
         body: Pin<Box<B>>,
     ) -> Self {
         Self {
             kind: Kind::ReadAhead {
                 frames,
                 error,
+                ended,
                 body,
             },
         }
@@ -84,6 +88,7 @@ impl<B: Body> Body for ResponseBody<B> {
             KindProj::ReadAhead {
                 frames,
                 error,
+                ended,
                 body,
             } => {
                 if let Some(frame) = frames.pop_front() {
@@ -91,6 +96,9 @@ impl<B: Body> Body for ResponseBody<B> {
                 }
                 if let Some(error) = error.take() {
                     return Poll::Ready(Some(Err(error)));
+                }
+                if *ended {
+                    return Poll::Ready(None);
                 }
                 body.as_mut().poll_frame(cx)
             }
@@ -104,8 +112,9 @@ impl<B: Body> Body for ResponseBody<B> {
             Kind::ReadAhead {
                 frames,
                 error,
+                ended,
                 body,
-            } => frames.is_empty() && error.is_none() && body.is_end_stream(),
+            } => frames.is_empty() && error.is_none() && (*ended || body.is_end_stream()),
         }
     }
 
@@ -113,13 +122,22 @@ impl<B: Body> Body for ResponseBody<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Direct { body } => body.size_hint(),
-            Kind::ReadAhead { frames, body, .. } => {
+            Kind::ReadAhead {
+                frames,
+                body,
+                ended,
+                ..
+            } => {
                 let ahead: u64 = frames
                     .iter()
                     .filter_map(|f| f.data_ref())
                     .map(|d| d.remaining() as u64)
                     .sum();
-                let rest = body.size_hint();
+                let rest = if *ended {
+                    SizeHint::with_exact(0)
+                } else {
+                    body.size_hint()
+                };
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.lower() + ahead);
                 if let Some(upper) = rest.upper() {
@@ -224,7 +242,8 @@ impl<B: Body> Inspection<B> {
         };
         let rejected = complete && rule.check_body(parts.status, &parts.headers, &self.seen);
         let frames = std::mem::take(&mut self.frames);
-        let body = ResponseBody::with_read_ahead(frames, error, body);
+        let ended = complete || error.is_some();
+        let body = ResponseBody::with_read_ahead(frames, error, ended, body);
         Poll::Ready(Some((http::Response::from_parts(parts, body), rejected)))
     }
 }
@@ -336,6 +355,7 @@ mod tests {
         let body = ResponseBody::with_read_ahead(
             ahead,
             None,
+            false,
             Box::pin(Full::new(Bytes::from_static(b"world"))),
         );
         assert_eq!(body.size_hint().exact(), Some(11));

@@ -32,7 +32,8 @@ const LOCAL_SLOTS: usize = 8;
 
 /// When to renew a token that carries an expiry.
 ///
-/// The renewal starts `margin` before expiry, where `margin` is a tenth of the token's lifetime,
+/// The renewal starts `margin` before expiry, where `margin` is a tenth of the token's remaining
+/// lifetime when it was installed,
 /// kept between [`min_margin`](RefreshPolicy::min_margin) (10 s) and
 /// [`max_margin`](RefreshPolicy::max_margin) (5 min) and never more than half the lifetime. A random
 /// jitter of up to half the margin is taken off on top, so that many processes holding tokens of
@@ -138,8 +139,9 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Starts at `base`, doubles after every failure, never exceeds `max`.
+    /// Starts at `base` (at least 1 ms), doubles after every failure, never exceeds `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
+        let base = base.max(Duration::from_millis(1));
         Self {
             base,
             max: max.max(base),
@@ -182,6 +184,8 @@ pub(crate) struct Credential {
     pub(crate) token: AccessToken,
     header: HeaderValue,
     refresh_at: Option<Instant>,
+    /// Fetched because Vault rejected the token before it.
+    from_rejection: bool,
 }
 
 /// Why a fetch was started; shown in logs.
@@ -231,6 +235,13 @@ struct State {
     rejected: Option<Arc<Credential>>,
     /// A token expired before it could be renewed: fetch without waiting for a request.
     expired: bool,
+    /// Renewals in a row that found the token already held, and when to try the next one.
+    stale_renewals: u32,
+    renewal_retry_at: Option<Instant>,
+    /// Tokens in a row that Vault rejected although they were fetched to replace a rejected one,
+    /// and before when no further one is asked for.
+    rejection_streak: u32,
+    rejection_retry_at: Option<Instant>,
     next_generation: u64,
     maintainer: Option<AbortHandle>,
 }
@@ -416,7 +427,7 @@ impl Cache {
         if let Some(current) = self.current.load_full() {
             return ready(Outcome::Installed(current.generation));
         }
-        if state.inflight.is_none() {
+        if !self.in_flight(&mut state) {
             if let Some(err) = self.backing_off(&state) {
                 let retry_in = err.retry_in().unwrap_or_default();
                 if retry_in > self.config.fetch_timeout {
@@ -430,7 +441,10 @@ impl Cache {
                 });
             }
         }
-        self.join_or_start(&mut state, Reason::NoToken)
+        let (outcome, launch) = self.join_or_start(&mut state, Reason::NoToken);
+        drop(state);
+        launch.launch();
+        outcome
     }
 
     /// Like [`acquire`](Self::acquire), but fails instead of waiting out a backoff.
@@ -439,33 +453,53 @@ impl Cache {
         if let Some(current) = self.current.load_full() {
             return ready(Outcome::Installed(current.generation));
         }
-        if state.inflight.is_none() {
+        if !self.in_flight(&mut state) {
             if let Some(err) = self.backing_off(&state) {
                 return ready(Outcome::Failed(err));
             }
         }
-        self.join_or_start(&mut state, Reason::NoToken)
+        let (outcome, launch) = self.join_or_start(&mut state, Reason::NoToken);
+        drop(state);
+        launch.launch();
+        outcome
     }
 
     /// Vault rejected the token of `generation`: drop it if it is still the current one and get
     /// another, once for everybody whose request it failed.
     pub(crate) fn reject(self: &Arc<Self>, generation: u64) -> BoxReacquired {
+        let give_up = || -> BoxReacquired { Box::pin(std::future::ready(Reacquired::GiveUp)) };
         let mut state = self.lock();
         let current = self.current.load_full();
-        let outcome = match current {
+        let (outcome, launch) = match current {
             // A newer token is already in place.
             Some(current) if current.generation != generation => {
                 return Box::pin(std::future::ready(Reacquired::Replay));
             }
             Some(current) => {
-                if state.inflight.is_none() && self.backing_off(&state).is_some() {
+                let in_flight = self.in_flight(&mut state);
+                if !in_flight && self.backing_off(&state).is_some() {
                     // Asked recently and got nothing better: keep the token, do not ask again.
                     event!(
                         debug,
                         generation,
                         "vault rejected the access token again; backing off, not asking the source"
                     );
-                    return Box::pin(std::future::ready(Reacquired::GiveUp));
+                    return give_up();
+                }
+                if !in_flight && current.from_rejection && self.rejected_in_a_row(&mut state) {
+                    // The replacement was rejected too: the source hands out tokens Vault does
+                    // not take. Keep what there is and ask again only after a backoff.
+                    event!(
+                        warn,
+                        generation,
+                        rejected_in_a_row = state.rejection_streak,
+                        "vault rejected a freshly fetched access token; backing off"
+                    );
+                    return give_up();
+                }
+                if !current.from_rejection {
+                    state.rejection_streak = 0;
+                    state.rejection_retry_at = None;
                 }
                 event!(
                     warn,
@@ -479,12 +513,11 @@ impl Cache {
                 self.join_or_start(&mut state, Reason::Rejected)
             }
             // Dropped already by another request: wait for the fetch, if any.
-            None => match &state.inflight {
-                Some(_) => self.join_or_start(&mut state, Reason::Rejected),
-                None => return Box::pin(std::future::ready(Reacquired::GiveUp)),
-            },
+            None if self.in_flight(&mut state) => self.join_or_start(&mut state, Reason::Rejected),
+            None => return give_up(),
         };
         drop(state);
+        launch.launch();
         Box::pin(async move {
             match outcome.await {
                 Outcome::Installed(new) if new != generation => Reacquired::Replay,
@@ -501,18 +534,44 @@ impl Cache {
 
     fn refresh(self: &Arc<Self>, reason: Reason) -> BoxOutcome {
         let mut state = self.lock();
-        self.join_or_start(&mut state, reason)
+        let (outcome, launch) = self.join_or_start(&mut state, reason);
+        drop(state);
+        launch.launch();
+        outcome
     }
 
     /// Drops the current token; the next request fetches a new one.
     pub(crate) fn invalidate(&self) {
         event!(info, "access token invalidated by the user");
         let mut state = self.lock();
-        if let Some(current) = self.current.swap(None) {
-            state.rejected = Some(current);
-        }
+        self.current.store(None);
         self.stamp.store(NO_TOKEN, Ordering::Release);
         state.retry_at = None;
+    }
+
+    /// Records that a token fetched to replace a rejected one was rejected in turn; says whether
+    /// to hold off asking the source again.
+    fn rejected_in_a_row(&self, state: &mut State) -> bool {
+        let now = Instant::now();
+        if state.rejection_retry_at.is_some_and(|at| now < at) {
+            return true;
+        }
+        state.rejection_streak = state.rejection_streak.saturating_add(1);
+        let delay = self.config.backoff.delay(state.rejection_streak, true);
+        state.rejection_retry_at = Some(later(now, delay));
+        false
+    }
+
+    /// Whether a fetch is under way. A fetch whose task ended without a word (dropped before it
+    /// could publish) does not count.
+    fn in_flight(&self, state: &mut State) -> bool {
+        if let Some(receiver) = &state.inflight {
+            if receiver.has_changed().is_ok() && receiver.borrow().is_none() {
+                return true;
+            }
+            state.inflight = None;
+        }
+        false
     }
 
     pub(crate) fn count_replay(&self) {
@@ -547,29 +606,36 @@ impl Cache {
         Some(last.backing_off(retry_at - now))
     }
 
-    fn join_or_start(self: &Arc<Self>, state: &mut State, reason: Reason) -> BoxOutcome {
-        let mut receiver = match &state.inflight {
-            Some(receiver) => receiver.clone(),
-            None => match self.start_fetch(state, reason) {
-                Ok(receiver) => receiver,
-                Err(err) => return ready(Outcome::Failed(err)),
-            },
+    /// Joins the fetch under way, or prepares a new one. The caller launches it once it has let
+    /// go of the state lock: a task that cannot be spawned is dropped at once, and its drop
+    /// takes the lock to publish the failure.
+    fn join_or_start(self: &Arc<Self>, state: &mut State, reason: Reason) -> (BoxOutcome, Launch) {
+        let (mut receiver, launch) = if self.in_flight(state) {
+            let receiver = state.inflight.clone().expect("in flight");
+            (receiver, Launch(None))
+        } else {
+            match self.start_fetch(state, reason) {
+                Ok(started) => started,
+                Err(err) => return (ready(Outcome::Failed(err)), Launch(None)),
+            }
         };
-        Box::pin(async move {
+        let outcome = Box::pin(async move {
             match receiver.wait_for(Option::is_some).await {
                 Ok(outcome) => outcome.clone().expect("waited for an outcome"),
                 Err(_) => Outcome::Failed(TokenUnavailable::panicked()),
             }
-        })
+        });
+        (outcome, launch)
     }
 
     fn start_fetch(
         self: &Arc<Self>,
         state: &mut State,
         reason: Reason,
-    ) -> Result<watch::Receiver<Option<Outcome>>, TokenUnavailable> {
+    ) -> Result<(watch::Receiver<Option<Outcome>>, Launch), TokenUnavailable> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TokenUnavailable::no_runtime())?;
+        self.ensure_maintainer(state, &runtime);
         let (sender, receiver) = watch::channel(None);
         state.inflight = Some(receiver.clone());
         state.last_fetch_at = Some(Instant::now());
@@ -588,8 +654,7 @@ impl Cache {
         );
         #[cfg(not(feature = "tracing"))]
         let fetch = finish.run();
-        runtime.spawn(fetch);
-        Ok(receiver)
+        Ok((receiver, Launch(Some((runtime, Box::pin(fetch))))))
     }
 
     /// Records a fetch's result and says how it ended.
@@ -618,7 +683,7 @@ impl Cache {
                     .config
                     .backoff
                     .delay(state.failures, err.is_retryable());
-                state.retry_at = Some(now + delay);
+                state.retry_at = Some(later(now, delay));
                 event!(
                     warn,
                     ?reason,
@@ -644,39 +709,64 @@ impl Cache {
         };
 
         let outcome = if same_as(&current) {
-            // A poll or refresh found what is already in place.
+            // A poll or renewal found what is already in place. After a rejection that is no
+            // news (keep backing off); for a renewal, try again later rather than at once.
+            let current = current.expect("checked above");
             event!(
                 trace,
                 ?reason,
                 "the token source returned the token already in use"
             );
-            state.failures = 0;
-            state.retry_at = None;
-            state.last_error = None;
-            Outcome::Installed(current.expect("checked above").generation)
-        } else if rejected
-            .as_ref()
-            .is_some_and(|c| c.token.same_value(&token))
-        {
+            let rejected_before = state
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.kind() == crate::UnavailableKind::Rejected);
+            if !rejected_before {
+                state.failures = 0;
+                state.retry_at = None;
+                state.last_error = None;
+            }
+            if current.refresh_at.is_some_and(|at| at <= now) {
+                state.stale_renewals = state.stale_renewals.saturating_add(1);
+                let delay = self.config.backoff.delay(state.stale_renewals, true);
+                state.renewal_retry_at = Some(later(now, delay));
+            }
+            Outcome::Installed(current.generation)
+        } else if let Some(rejected) = rejected.filter(|c| c.token.same_value(&token)) {
             // The source has nothing newer than the token Vault refused. Serve it again (it is all
-            // there is) but back off before asking the source about it again.
+            // there is), under the generation it was rejected with, so that rejections still on
+            // their way give up instead of replaying it; and back off before asking again.
             state.failures = state.failures.saturating_add(1);
             let delay = self.config.backoff.delay(state.failures, true);
-            state.retry_at = Some(now + delay);
+            state.retry_at = Some(later(now, delay));
             state.last_error = Some(TokenUnavailable::rejected());
             event!(
                 warn,
                 retry_in_ms = delay.as_millis() as u64,
                 "the token source returned the token vault just rejected; backing off"
             );
-            self.install(&mut state, token, now);
+            self.install_as(
+                &mut state,
+                token,
+                now,
+                rejected.generation,
+                rejected.from_rejection,
+            );
             Outcome::Unchanged
         } else {
             state.failures = 0;
             state.retry_at = None;
             state.last_error = None;
             let expires_in_secs = token.expires_at().map(|at| (at - now).as_secs());
-            let generation = self.install(&mut state, token, now);
+            state.next_generation += 1;
+            let generation = state.next_generation;
+            self.install_as(
+                &mut state,
+                token,
+                now,
+                generation,
+                reason == Reason::Rejected,
+            );
             event!(
                 info,
                 ?reason,
@@ -687,15 +777,21 @@ impl Cache {
             let _ = (reason, expires_in_secs);
             Outcome::Installed(generation)
         };
-        self.ensure_maintainer(&mut state);
         self.wake.notify_one();
         outcome
     }
 
-    fn install(&self, state: &mut State, token: AccessToken, now: Instant) -> u64 {
+    fn install_as(
+        &self,
+        state: &mut State,
+        token: AccessToken,
+        now: Instant,
+        generation: u64,
+        from_rejection: bool,
+    ) {
         state.expired = false;
-        state.next_generation += 1;
-        let generation = state.next_generation;
+        state.stale_renewals = 0;
+        state.renewal_retry_at = None;
         let refresh_at = token
             .expires_at()
             .map(|expires_at| self.config.refresh.refresh_at(now, expires_at));
@@ -705,19 +801,23 @@ impl Cache {
             token,
             header,
             refresh_at,
+            from_rejection,
         })));
         self.stamp.store(generation, Ordering::Release);
-        generation
     }
 
-    fn ensure_maintainer(self: &Arc<Self>, state: &mut State) {
-        if state.maintainer.is_some() {
+    /// Starts the maintainer on `runtime` unless it runs already. One that ended (its runtime
+    /// shut down) is replaced.
+    fn ensure_maintainer(self: &Arc<Self>, state: &mut State, runtime: &tokio::runtime::Handle) {
+        if state
+            .maintainer
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let task = runtime.spawn(maintain(Arc::downgrade(self), Arc::clone(&self.wake)));
-            state.maintainer = Some(task.abort_handle());
-        }
+        let task = runtime.spawn(maintain(Arc::downgrade(self), Arc::clone(&self.wake)));
+        state.maintainer = Some(task.abort_handle());
     }
 
     /// What the maintainer should do now, or when to look again.
@@ -731,8 +831,11 @@ impl Cache {
         let poll_at = self
             .source
             .poll_interval()
-            .and_then(|every| state.last_fetch_at.map(|at| at + every));
-        let refresh_at = current.as_ref().and_then(|c| c.refresh_at);
+            .and_then(|every| state.last_fetch_at.map(|at| later(at, every)));
+        let refresh_at = current
+            .as_ref()
+            .and_then(|c| c.refresh_at)
+            .map(|at| state.renewal_retry_at.map_or(at, |retry| at.max(retry)));
         let recover_at = match (&current, state.failures > 0, state.expired) {
             (None, true, _) => state.retry_at,
             (None, false, true) => Some(now),
@@ -793,6 +896,7 @@ enum Plan {
 /// Renews tokens before they expire, drops them when they do, polls sources that can change and
 /// retries failed fetches, for as long as the cache lives.
 async fn maintain(cache: Weak<Cache>, wake: Arc<Notify>) {
+    let _orphaned = Orphaned(cache.clone());
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -820,6 +924,22 @@ async fn maintain(cache: Weak<Cache>, wake: Arc<Notify>) {
                 let _ = tokio::time::timeout_at(at, notified).await;
             }
             Plan::Sleep(None) => notified.await,
+        }
+    }
+}
+
+/// Dropped with the maintainer. If the cache outlives it (the runtime it ran on shut down), no
+/// task watches the token's expiry or polls the source any more: drop the token, so that the next
+/// request fetches one on a runtime that is alive, which starts a new maintainer there.
+struct Orphaned(Weak<Cache>);
+
+impl Drop for Orphaned {
+    fn drop(&mut self) {
+        if let Some(cache) = self.0.upgrade() {
+            let mut state = cache.lock();
+            state.maintainer = None;
+            cache.current.store(None);
+            cache.stamp.store(NO_TOKEN, Ordering::Release);
         }
     }
 }
@@ -860,6 +980,32 @@ impl Drop for FinishFetch {
 
 pub(crate) type BoxOutcome = crate::source::BoxFuture<'static, Outcome>;
 pub(crate) type BoxReacquired = crate::source::BoxFuture<'static, Reacquired>;
+
+/// `at + by`, or a moment some thirty years on if that does not fit (a "never" such as
+/// `Duration::MAX`).
+pub(crate) fn later(at: Instant, by: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
+/// A fetch prepared under the state lock, to be spawned once the lock is released.
+#[must_use]
+struct Launch(
+    Option<(
+        tokio::runtime::Handle,
+        crate::source::BoxFuture<'static, ()>,
+    )>,
+);
+
+impl Launch {
+    fn launch(self) {
+        if let Some((runtime, fetch)) = self.0 {
+            runtime.spawn(fetch);
+        }
+    }
+}
 
 /// The generation of the token held now, if any (for logs).
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]

@@ -70,6 +70,12 @@ impl TokenUnavailable {
         Self::new(UnavailableKind::Rejected, None)
     }
 
+    /// The token a request waited for was rejected or expired before the request could use it,
+    /// twice over.
+    pub(crate) fn gone() -> Self {
+        Self::new(UnavailableKind::Rejected, None)
+    }
+
     pub(crate) fn no_runtime() -> Self {
         Self::new(UnavailableKind::NoRuntime, None)
     }

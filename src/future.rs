@@ -26,6 +26,7 @@ use tower_service::Service;
 use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
+use crate::error::TokenUnavailable;
 use crate::guard::ForeignAnswer;
 use crate::layer::{replay_copy_of, Shared};
 use crate::trace::event;
@@ -74,6 +75,7 @@ pin_project! {
             shared: Arc<Shared>,
             request: Option<Request<B>>,
             service: Option<S>,
+            waited_before: bool,
         },
         // Sent with a token; the response is judged when it comes.
         Sent { #[pin] fut: S::Future },
@@ -166,6 +168,7 @@ where
                 shared,
                 request: Some(request),
                 service: Some(service),
+                waited_before: false,
             },
             ctx,
         )
@@ -231,9 +234,19 @@ where
                     shared,
                     request,
                     service,
+                    waited_before,
                 } => {
                     let outcome = ready!(wait.as_mut().poll(cx));
-                    let (generation, header) = shared.wait_outcome_header(&outcome)?;
+                    let (generation, header) = match shared.token_after_wait(&outcome)? {
+                        Some(token) => token,
+                        None if !*waited_before => {
+                            // Gone again before this request could use it: wait once more.
+                            *wait = shared.cache.acquire();
+                            *waited_before = true;
+                            continue;
+                        }
+                        None => return Poll::Ready(Err(TokenUnavailable::gone().into())),
+                    };
                     let (Some(request), Some(mut service)) = (request.take(), service.take())
                     else {
                         return Poll::Ready(Err("polled after completion".into()));

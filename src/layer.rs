@@ -657,15 +657,16 @@ pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
 }
 
 impl Shared {
-    pub(crate) fn wait_outcome_header(
+    /// The token a request that waited for one gets, once the fetch it waited for has ended:
+    /// `Ok(None)` if the token is already gone again (another request had it rejected, or it
+    /// expired), and the request should wait once more.
+    pub(crate) fn token_after_wait(
         &self,
         outcome: &Outcome,
-    ) -> Result<(u64, HeaderValue), TokenUnavailable> {
+    ) -> Result<Option<(u64, HeaderValue)>, TokenUnavailable> {
         match outcome {
             Outcome::Failed(err) => Err(err.clone()),
-            Outcome::Installed(_) | Outcome::Unchanged => {
-                self.cache.current().ok_or_else(TokenUnavailable::panicked)
-            }
+            Outcome::Installed(_) | Outcome::Unchanged => Ok(self.cache.current()),
         }
     }
 }

@@ -85,6 +85,16 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
     /// Whether `response` is Vault rejecting the token, reading its body only when the rule asks
     /// to. The response handed back carries the same status, headers, URL and bytes.
     async fn judge(&self, response: Response) -> (Response, bool) {
+        let url = response.url();
+        let answered_by = Target {
+            scheme: Some(url.scheme()),
+            host: url.host_str(),
+            port: url.port(),
+        };
+        if !self.shared.is_vault(&answered_by) {
+            // reqwest followed a redirect to another host: its verdict is not Vault's.
+            return (response, false);
+        }
         match self.rule.check_head(response.status(), response.headers()) {
             Verdict::Pass => (response, false),
             Verdict::AuthFailure => (response, true),
@@ -156,15 +166,19 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             Admission::Refuse(refused) => return Err(Error::middleware(refused)),
         }
 
-        let (generation, header) = match shared.cache.current() {
-            Some(current) => current,
-            None => {
-                let outcome = shared.cache.acquire().await;
-                shared
-                    .wait_outcome_header(&outcome)
-                    .map_err(Error::middleware)?
+        let mut token = shared.cache.current();
+        for _ in 0..2 {
+            if token.is_some() {
+                break;
             }
-        };
+            // No token, or gone again before this request could use it: wait for one.
+            let outcome = shared.cache.acquire().await;
+            token = shared
+                .token_after_wait(&outcome)
+                .map_err(Error::middleware)?;
+        }
+        let (generation, header) =
+            token.ok_or_else(|| Error::middleware(crate::TokenUnavailable::gone()))?;
         let replay = replay_copy(&request, shared.replay_limit);
         request.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(request, extensions).await?;

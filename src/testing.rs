@@ -387,6 +387,15 @@ impl VaultStandIn {
         });
     }
 
+    /// Stops holding new requests, but keeps the ones held now until [`release`](Self::release):
+    /// lets a test answer later requests while earlier ones wait.
+    pub fn stop_holding(&self) {
+        self.inner
+            .shared
+            .hold
+            .send_modify(|hold| hold.holding = false);
+    }
+
     /// Resolves once at least `n` requests are being held (immediately if they already are).
     ///
     /// Released requests no longer count. If fewer than `n` requests ever arrive while

@@ -71,7 +71,8 @@ impl AccessToken {
     /// Measured on Tokio's clock, so tests that pause time see it expire when they advance.
     #[must_use]
     pub fn with_expires_in(mut self, lifetime: Duration) -> Self {
-        self.expires_at = Some(Instant::now() + lifetime);
+        // A lifetime too long to represent is no expiry at all.
+        self.expires_at = Instant::now().checked_add(lifetime);
         self
     }
 
@@ -84,7 +85,7 @@ impl AccessToken {
         let remaining = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        self.expires_at = Some(Instant::now() + remaining);
+        self.expires_at = Instant::now().checked_add(remaining);
         self
     }
 

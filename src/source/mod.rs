@@ -32,8 +32,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// The layer calls [`fetch`](TokenSource::fetch) when it has no usable token: at the first request,
 /// when the token nears its expiry (if the token carries one), when Vault rejects it, on every
-/// [`poll_interval`](TokenSource::poll_interval), and when the user forces a refresh. Calls never
-/// overlap for one layer: one fetch serves everybody waiting. A fetch has a timeout (see
+/// [`poll_interval`](TokenSource::poll_interval), and when the user forces a refresh. One fetch
+/// serves everybody waiting, and the layer starts no second one while one runs (a call abandoned at
+/// its timeout may still be running inside the source, a blocking file read say, when the next one
+/// starts). A fetch has a timeout (see
 /// [`VaultAuthLayerBuilder::fetch_timeout`](crate::VaultAuthLayerBuilder::fetch_timeout)).
 ///
 /// The trait is object safe; the layer holds its source as `Arc<dyn TokenSource>`.
