@@ -180,7 +180,7 @@ async fn a_waiter_whose_token_was_rejected_meanwhile_waits_again_instead_of_fail
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let (first, second) = (vault.issue_token(), vault.issue_token());
-    let tokens = vec![first.clone(), second.clone()];
+    let tokens = [first.clone(), second.clone()];
     let source = ScriptedSource::new(move |n| Ok(AccessToken::new(tokens[n - 1].clone()).unwrap()));
     source.close_gate();
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
