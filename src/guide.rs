@@ -72,7 +72,11 @@
 //!    carries the new token. A request is never sent more than twice.
 //! 4. If the source hands back the very token that was rejected (a static source, a file nobody
 //!    has rewritten yet), nothing is replayed, the callers get Vault's answer, and the source is not
-//!    asked about it again until the backoff ends.
+//!    asked about it again until the backoff ends. If it hands out new tokens that Vault rejects
+//!    as well (tokens for another Vault, an inactive user), the source is asked again only after a
+//!    backoff too.
+//! 5. A fetch already under way when the rejection arrives (a poll, a renewal) serves it; if it
+//!    read the old token, the next attempt comes after the backoff (1 s at first).
 //!
 //! # Concurrency, cancellation, failure
 //!
@@ -93,6 +97,10 @@
 //!   starts afresh.
 //! - **A source that panics.** Its waiters fail with
 //!   [`UnavailableKind::Aborted`](crate::UnavailableKind::Aborted); the layer goes on.
+//! - **A runtime that shuts down.** The renewal task runs on the runtime of the first fetch. If
+//!   that runtime goes away while the layer lives on, the layer drops its token (nobody would
+//!   watch its expiry any more), and the next request, on a live runtime, fetches afresh and
+//!   starts the task there.
 //!
 //! # A fleet sharing one user's tokens
 //!

@@ -15,9 +15,11 @@ const DEFAULT_POLL: Duration = Duration::from_secs(5);
 ///
 /// Surrounding whitespace is trimmed. An unset variable, an empty one (or only whitespace) and one
 /// that is not UTF-8 are distinct errors ([`SourceErrorKind::NotFound`],
-/// [`SourceErrorKind::Empty`], [`SourceErrorKind::NotUnicode`]). The variable is read again every
-/// [`poll_interval`](EnvToken::with_poll_interval) (5 s by default) and whenever Vault rejects the
-/// token, so a process that sets it anew is picked up.
+/// [`SourceErrorKind::Empty`], [`SourceErrorKind::NotUnicode`]). While a token is held, the
+/// variable is read again every [`poll_interval`](EnvToken::with_poll_interval) (5 s by default)
+/// and whenever Vault rejects the token, so a process that sets it anew is picked up. Its errors
+/// are not expected to fix themselves (a process's environment rarely changes), so after one the
+/// layer waits out its longest backoff (60 s by default) before reading again.
 ///
 /// ```
 /// use std::time::Duration;
