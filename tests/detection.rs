@@ -108,8 +108,6 @@ impl GatedServer {
     }
 }
 
-const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
-
 /// Sends one request through the layer while the server holds the body back, and waits until
 /// the layer hands the response over: it can only do that without reading the body. Then lets the
 /// body go and returns it.

@@ -21,13 +21,6 @@ use veeva_vault_auth::{
     AccessToken, RefreshPolicy, TokenUnavailable, UnavailableKind, VaultAuthLayer,
 };
 
-const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
-
-/// A source that hands out `tokens` in order, one per fetch.
-fn tokens_in_order(tokens: Vec<String>) -> ScriptedSource {
-    ScriptedSource::new(move |n| Ok(AccessToken::new(tokens[n - 1].clone()).unwrap()))
-}
-
 fn bearer_of(request: &veeva_vault_auth::testing::RecordedRequest) -> String {
     request.headers[AUTHORIZATION]
         .to_str()
@@ -167,22 +160,6 @@ async fn other_vault_errors_reach_the_caller_byte_for_byte() {
         sent_by_layer, 6,
         "three through the layer, three direct: nothing replayed"
     );
-}
-
-/// A request body of unknown length that arrives in chunks, like a stream.
-struct Chunks(Vec<Bytes>);
-
-impl http_body::Body for Chunks {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let next = (!self.0.is_empty()).then(|| Ok(http_body::Frame::data(self.0.remove(0))));
-        std::task::Poll::Ready(next)
-    }
 }
 
 #[tokio::test(start_paused = true)]

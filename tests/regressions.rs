@@ -22,8 +22,6 @@ use veeva_vault_auth::{
     AccessToken, Backoff, BoxError, TokenUnavailable, UnavailableKind, VaultAuthLayer,
 };
 
-const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
-
 /// Steps the paused clock forward a second at a time, letting the maintainer run in between.
 async fn walk(seconds: u64) {
     for _ in 0..seconds {

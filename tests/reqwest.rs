@@ -10,18 +10,12 @@ use common::*;
 use http::header::AUTHORIZATION;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use veeva_vault_auth::testing::{Outcome, VaultStandIn};
-use veeva_vault_auth::{AccessToken, NotForVault, TokenUnavailable, VaultAuthLayer};
-
-const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
+use veeva_vault_auth::{NotForVault, TokenUnavailable, VaultAuthLayer};
 
 fn reqwest_client(layer: &VaultAuthLayer) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(layer.middleware())
         .build()
-}
-
-fn tokens_in_order(tokens: Vec<String>) -> ScriptedSource {
-    ScriptedSource::new(move |n| Ok(AccessToken::new(tokens[n - 1].clone()).unwrap()))
 }
 
 fn bearer(vault: &VaultStandIn, index: usize) -> String {
@@ -126,21 +120,6 @@ async fn concurrent_rejections_share_one_fetch() {
     }
     assert_eq!(source.fetches(), 2);
     assert_eq!(layer.handle().status().replays, 200);
-}
-
-/// A body reqwest cannot clone: it arrives in chunks.
-struct Chunks(Vec<Bytes>);
-
-impl http_body::Body for Chunks {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let next = (!self.0.is_empty()).then(|| Ok(http_body::Frame::data(self.0.remove(0))));
-        std::task::Poll::Ready(next)
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -40,7 +40,9 @@
 //!   (`BodyExt::boxed_unsync`) beneath it. `tower::timeout::TimeoutLayer` is the client-side
 //!   alternative: it fails the call with `Elapsed` and needs no body mapping.
 
-use std::io::Write;
+mod common;
+
+use common::{get, hold_clock, http_client, text, Captured};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,46 +50,19 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::follow_redirect::policy::{self, PolicyExt};
 use tower_http::follow_redirect::{FollowRedirectLayer, RequestUri};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::util::SubscriberInitExt;
 use veeva_vault_auth::source::{RotatingToken, SourceError, StaticToken};
 use veeva_vault_auth::testing::{Outcome, VaultStandIn};
 use veeva_vault_auth::{AccessToken, BoxError, NotForVault, VaultAuthLayer};
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// A plain hyper-util client over TCP.
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
-}
-
-fn get(url: &str) -> Request<Full<Bytes>> {
-    Request::get(url).body(Full::new(Bytes::new())).unwrap()
-}
-
 fn bearer(request: &mut Request<Full<Bytes>>, token: &str) {
     let value = format!("Bearer {token}").parse().unwrap();
     request.headers_mut().insert(AUTHORIZATION, value);
-}
-
-/// The body of a response, as text.
-async fn text<B>(response: Response<B>) -> String
-where
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 /// A stand-in Vault with one token, and a layer holding that token.
@@ -139,65 +114,6 @@ fn paths(server: &VaultStandIn) -> Vec<String> {
 
 fn outcomes(server: &VaultStandIn) -> Vec<Outcome> {
     server.requests().iter().map(|r| r.outcome).collect()
-}
-
-/// Keeps Tokio's paused clock from jumping ahead on its own while the runtime waits for real
-/// sockets: time moves only when the test calls `tokio::time::advance`. (A running blocking task
-/// stops auto-advance; this holds one until dropped.)
-struct ClockHold(Option<std::sync::mpsc::Sender<()>>);
-
-fn hold_clock() -> ClockHold {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    tokio::task::spawn_blocking(move || {
-        let _ = rx.recv();
-    });
-    ClockHold(Some(tx))
-}
-
-impl Drop for ClockHold {
-    fn drop(&mut self) {
-        self.0.take();
-    }
-}
-
-/// Everything `tracing` writes while the guard lives, on this thread (the tests run on Tokio's
-/// current-thread runtime, so the traced futures are polled here).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn start() -> (Captured, impl Drop) {
-        let captured = Captured::default();
-        let guard = tracing_subscriber::fmt()
-            .with_max_level(LevelFilter::TRACE)
-            .with_writer(captured.clone())
-            .finish()
-            .set_default();
-        (captured, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,47 +3,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tracing_subscriber::fmt::format::FmtSpan;
 use veeva_vault_auth::source::SourceError;
 use veeva_vault_auth::testing::VaultStandIn;
 use veeva_vault_auth::{AccessToken, VaultAuthLayer};
 
-/// Everything the subscriber writes, kept in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn every_path_is_logged_and_no_token_ever_is() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::start();
     let _clock = hold_clock();
 
     let vault = VaultStandIn::start().await.unwrap();
@@ -105,14 +74,7 @@ async fn every_path_is_logged_and_no_token_ever_is() {
 
 #[tokio::test(start_paused = true)]
 async fn replays_are_logged() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::start();
     let _clock = hold_clock();
 
     let vault = VaultStandIn::start().await.unwrap();

@@ -15,9 +15,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 use veeva_vault_auth::source::{BoxFuture, SourceError, TokenSource};
-use veeva_vault_auth::{AccessToken, BoxError, ResponseBody, VaultAuth, VaultAuthLayer};
+use veeva_vault_auth::{AccessToken, BoxError, VaultAuth, VaultAuthLayer};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Vault's answer to a bad token, byte for byte.
+pub const INVALID_SESSION: &str = r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
 pub type AuthClient = VaultAuth<HttpClient>;
 
 /// A plain hyper-util client over TCP.
@@ -51,7 +54,7 @@ where
 }
 
 /// The body of a response, as text.
-pub async fn text<B>(response: Response<ResponseBody<B>>) -> String
+pub async fn text<B>(response: Response<B>) -> String
 where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
@@ -171,4 +174,60 @@ where
     T: Send + 'static,
 {
     (0..n).map(|i| tokio::spawn(make(i))).collect()
+}
+
+/// A source that hands out `tokens` in order, one per fetch.
+pub fn tokens_in_order(tokens: Vec<String>) -> ScriptedSource {
+    ScriptedSource::new(move |n| Ok(AccessToken::new(tokens[n - 1].clone()).unwrap()))
+}
+
+/// A request body of unknown length that arrives in chunks, like a stream: never replayable.
+pub struct Chunks(pub Vec<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = (!self.0.is_empty()).then(|| Ok(http_body::Frame::data(self.0.remove(0))));
+        std::task::Poll::Ready(next)
+    }
+}
+
+/// Everything `tracing` writes while the returned guard lives, on this thread (the tests run on
+/// Tokio's current-thread runtime, so the traced futures are polled here), at TRACE level with
+/// span events.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
