@@ -1,0 +1,61 @@
+#!/bin/sh
+# Instructions per request for each stack of the `per_request` bench group, counted by callgrind.
+#
+# Wall time on a shared two-core VM drifts by tens of percent between runs; instruction counts do
+# not. The bench binary is run in criterion's profile mode with HOT_PATH_PROFILE set, which routes
+# each measured call through `profiled_call` (benches/hot_path.rs); callgrind collects only inside
+# it (poll_ready, call, polling the future to its answer: not the request building, not
+# criterion), and the count is divided by the number of calls.
+#
+# Usage: scripts/hot_path_instructions.sh [stack ...]    (default: all stacks of per_request)
+# Needs valgrind. Takes about a minute.
+set -eu
+cd "$(dirname "$0")/.."
+
+stacks=${*:-"bare set_request_header add_authorization rwlock_format vault_auth vault_auth_no_replay
+set_request_header_full_body vault_auth_full_body vault_auth_no_replay_full_body
+set_request_header_success_response vault_auth_success_response"}
+
+bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*hot_path[^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "could not build the hot_path bench" >&2; exit 1; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+for stack in $stacks; do
+    HOT_PATH_PROFILE=1 valgrind --tool=callgrind --toggle-collect='*profiled_call*' \
+        --callgrind-out-file="$out/$stack.out" \
+        "$bin" --bench --profile-time 1 "^per_request/$stack\$" >/dev/null 2>&1
+    # Total collected instructions, and the calls into profiled_call (callgrind names a function
+    # in full once, then by its number).
+    awk '
+        /^totals:/ { total = $2 }
+        /^c?fn=\([0-9]+\) .*profiled_call/ { match($0, /\([0-9]+\)/); id = substr($0, RSTART, RLENGTH) }
+        /^cfn=\(/ { match($0, /\([0-9]+\)/); want = (id != "" && substr($0, RSTART, RLENGTH) == id); next }
+        /^calls=/ { if (want) { split($1, c, "="); calls += c[2] } want = 0 }
+        END { if (calls > 0) printf "%.0f", total / calls }
+    ' "$out/$stack.out" >"$out/$stack.per"
+done
+
+# Each stack against SetRequestHeader on the same request and response.
+baseline() {
+    case $1 in
+    *_full_body) echo set_request_header_full_body ;;
+    *_success_response) echo set_request_header_success_response ;;
+    *) echo set_request_header ;;
+    esac
+}
+echo "| stack | instructions / request | ratio to SetRequestHeader |"
+echo "|---|---:|---:|"
+for stack in $stacks; do
+    per=$(cat "$out/$stack.per")
+    base_file="$out/$(baseline "$stack").per"
+    base=$( [ -f "$base_file" ] && cat "$base_file" || true)
+    if [ -n "$per" ] && [ -n "$base" ]; then
+        ratio=$(awk -v a="$per" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
+    else
+        ratio="—"
+    fi
+    echo "| $stack | ${per:-—} | $ratio |"
+done

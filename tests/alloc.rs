@@ -1,0 +1,343 @@
+//! Heap allocations per request on the success path, counted exactly.
+//!
+//! A counting global allocator counts allocations (`alloc`, `alloc_zeroed`, `realloc`) made on the
+//! current thread while a window is open; the test harness's other threads are not counted. Each
+//! window is one request through a warmed-up stack: `poll_ready`, `call`, one poll of the future
+//! (the inner service answers at once) and the drop of the response. The request is built before
+//! the window opens. The baseline is tower-http's `SetRequestHeader::overriding` with a static
+//! `HeaderValue`, around the same inner service, for the same request.
+//!
+//! What is asserted:
+//! - (a) with `.no_replay()`, `VaultAuth` adds no allocation to any request;
+//! - (b) with the default configuration, it adds none to a request with no headers, a
+//!   `Uri::from_static` URI and an `Empty<Bytes>` body;
+//! - (c) with the default configuration, for a typical request (parsed URI, two headers set from
+//!   strings, a `Full<Bytes>` body made from a `String`) it adds exactly
+//!   [`TYPICAL_REPLAY_COPY_ALLOCATIONS`], all of them the copy kept for a replay; see there.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::{Empty, Full};
+use tower::{Service, ServiceExt};
+use tower_http::set_header::SetRequestHeader;
+use veeva_vault_auth::source::StaticToken;
+use veeva_vault_auth::VaultAuthLayer;
+
+/// Allocations the default configuration adds to [`typical`], all made by the copy of the request
+/// kept for a replay (`HeaderMap` clone, `Uri` clone, body clone), measured with http 1 / bytes 1:
+///
+/// 1. the header map's index table (`Box<[Pos]>`);
+/// 2. the header map's entry vector (`Vec<Bucket>`);
+/// 3. the `accept` value: a `HeaderValue` parsed from a `&str` holds a `Bytes` copied from it,
+///    which is "promotable": its first clone allocates the shared header that reference counts it;
+/// 4. the `content-type` value, likewise;
+/// 5. the body: `Bytes::from(String)` is promotable too, so the first clone of the
+///    `Full<Bytes>` allocates.
+///
+/// The parsed URI adds none: parsing already split its `Bytes` into the authority and the path,
+/// which promoted it, so its clone only increments reference counts. Standard header names
+/// (`accept`, `content-type`) are not heap-allocated. The empty `Extensions` clone allocates
+/// nothing.
+const TYPICAL_REPLAY_COPY_ALLOCATIONS: u64 = 5;
+
+const VAULT: &str = "https://myvault.veevavault.com";
+const URL: &str = "https://myvault.veevavault.com/api/v26.2/objects/users/me";
+const TOKEN: &str = "veeva-vault-not-a-real-token-0000-1111-2222-3333-4444-5555-6666-7777";
+const BEARER: &str = "Bearer veeva-vault-not-a-real-token-0000-1111-2222-3333-4444-5555-6666-7777";
+const FORM: &str = "q=SELECT id FROM documents";
+
+/// Requests measured per stack and request kind; every one must allocate the same.
+const ROUNDS: usize = 50;
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: allocations made while a thread's locals are torn down are not ours to count.
+    let counting = COUNTING.try_with(Cell::get).unwrap_or(false);
+    if counting {
+        let _ = COUNT.try_with(|count| count.set(count.get() + 1));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are plain
+// thread-local cells with constant initialisers, so touching them never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f` and returns how many allocations it made on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    COUNT.with(|count| count.set(0));
+    COUNTING.with(|counting| counting.set(true));
+    f();
+    COUNTING.with(|counting| counting.set(false));
+    COUNT.with(Cell::get)
+}
+
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
+type Answer = Ready<Result<Response<Empty<Bytes>>, Infallible>>;
+
+/// The inner service: answers at once with an empty 200.
+fn inner<B>(
+) -> impl Service<Request<B>, Response = Response<Empty<Bytes>>, Error = Infallible, Future = Answer>
+       + Clone {
+    tower::service_fn(|_request: Request<B>| ready(Ok(Response::new(Empty::new()))))
+}
+
+/// The inner service answering like Vault on success: JSON, `X-VaultAPI-Status: SUCCESS`.
+fn inner_success<B>(
+) -> impl Service<Request<B>, Response = Response<Empty<Bytes>>, Error = Infallible, Future = Answer>
+       + Clone {
+    tower::service_fn(|_request: Request<B>| {
+        let mut response = Response::new(Empty::new());
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert("x-vaultapi-status", HeaderValue::from_static("SUCCESS"));
+        ready(Ok(response))
+    })
+}
+
+fn minimal() -> Request<Empty<Bytes>> {
+    let mut request = Request::new(Empty::new());
+    *request.uri_mut() = Uri::from_static(URL);
+    request
+}
+
+fn typical() -> Request<Full<Bytes>> {
+    Request::post(URL)
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(FORM.to_owned())))
+        .unwrap()
+}
+
+fn typical_static() -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::from_static(FORM.as_bytes())));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = Uri::from_static(URL);
+    let headers = request.headers_mut();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    request
+}
+
+/// [`typical_static`] with a parsed URI: isolates the URI's share of the replay copy.
+fn parsed_uri_only() -> Request<Full<Bytes>> {
+    let mut request = typical_static();
+    *request.uri_mut() = URL.parse().unwrap();
+    request
+}
+
+/// [`typical`] with a static body: isolates the body's share of the replay copy.
+fn parsed_headers_static_body() -> Request<Full<Bytes>> {
+    let mut request = typical();
+    *request.body_mut() = Full::new(Bytes::from_static(FORM.as_bytes()));
+    request
+}
+
+fn string_body() -> Request<String> {
+    let mut request = Request::new(String::from(FORM));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = URL.parse().unwrap();
+    request
+}
+
+/// Allocations per request through `service`, after warming it up (the first request fetches the
+/// token and fills this thread's copy of the header). Fails unless every measured request
+/// allocated the same.
+fn per_request<S, B>(mut service: S, make: fn() -> Request<B>) -> u64
+where
+    S: Service<Request<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(service.clone().oneshot(make()))
+        .expect("the warm-up request succeeds");
+
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut one = |request: Request<B>| {
+        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        match pin!(service.call(request)).poll(&mut cx) {
+            Poll::Ready(Ok(response)) => drop(response),
+            Poll::Ready(Err(err)) => panic!("the request failed: {err:?}"),
+            Poll::Pending => panic!("the stack should answer at once"),
+        }
+    };
+    for _ in 0..3 {
+        one(make());
+    }
+    let counts: Vec<u64> = (0..ROUNDS)
+        .map(|_| {
+            let request = make();
+            allocations_in(|| one(request))
+        })
+        .collect();
+    assert!(
+        counts.iter().all(|&n| n == counts[0]),
+        "not steady: {counts:?}"
+    );
+    counts[0]
+}
+
+fn baseline<B: 'static>(make: fn() -> Request<B>) -> u64 {
+    per_request(
+        SetRequestHeader::overriding(inner(), AUTHORIZATION, HeaderValue::from_static(BEARER)),
+        make,
+    )
+}
+
+fn vault<B>(make: fn() -> Request<B>, replay: bool) -> u64
+where
+    B: http_body::Body + 'static,
+{
+    let builder = VaultAuthLayer::builder(VAULT, StaticToken::new(TOKEN).unwrap());
+    let layer = if replay { builder } else { builder.no_replay() }
+        .build()
+        .unwrap();
+    per_request(tower::Layer::layer(&layer, inner()), make)
+}
+
+#[test]
+fn the_counter_counts_this_thread_only() {
+    assert_eq!(
+        allocations_in(|| drop(std::hint::black_box(Box::new(1u64)))),
+        1
+    );
+    assert_eq!(
+        allocations_in(|| drop(std::hint::black_box(vec![1u8; 3]))),
+        1
+    );
+    assert_eq!(allocations_in(|| {}), 0);
+    // Another thread allocates while the window is open (between the two barrier waits, which do
+    // not allocate): not counted.
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            barrier.wait();
+            drop(std::hint::black_box(vec![0u8; 1 << 16]));
+            barrier.wait();
+        });
+        let counted = allocations_in(|| {
+            barrier.wait();
+            barrier.wait();
+        });
+        assert_eq!(counted, 0);
+    });
+}
+
+#[test]
+fn no_replay_adds_no_allocation_to_any_request() {
+    for (name, base, ours) in [
+        ("minimal", baseline(minimal), vault(minimal, false)),
+        ("typical", baseline(typical), vault(typical, false)),
+        (
+            "typical, static",
+            baseline(typical_static),
+            vault(typical_static, false),
+        ),
+        (
+            "string body",
+            baseline(string_body),
+            vault(string_body, false),
+        ),
+    ] {
+        assert_eq!(
+            ours, base,
+            "{name}: VaultAuth (no replay) vs SetRequestHeader"
+        );
+    }
+}
+
+#[test]
+fn default_config_adds_no_allocation_to_a_minimal_request() {
+    assert_eq!(vault(minimal, true), baseline(minimal));
+}
+
+#[test]
+fn judging_a_vault_success_response_allocates_nothing() {
+    let layer = VaultAuthLayer::new(VAULT, StaticToken::new(TOKEN).unwrap()).unwrap();
+    let ours = per_request(tower::Layer::layer(&layer, inner_success()), minimal);
+    let base = per_request(
+        SetRequestHeader::overriding(
+            inner_success(),
+            AUTHORIZATION,
+            HeaderValue::from_static(BEARER),
+        ),
+        minimal,
+    );
+    assert_eq!(ours, base);
+}
+
+#[test]
+fn default_config_adds_only_the_replay_copy_to_a_typical_request() {
+    let base = baseline(typical);
+    let ours = vault(typical, true);
+    assert_eq!(
+        ours - base,
+        TYPICAL_REPLAY_COPY_ALLOCATIONS,
+        "VaultAuth {ours} vs SetRequestHeader {base}"
+    );
+}
+
+#[test]
+fn the_replay_copy_allocations_break_down_as_documented() {
+    let added = |make: fn() -> Request<Full<Bytes>>| vault(make, true) - baseline(make);
+    // Static URI, header values and body: only the header map's two tables.
+    assert_eq!(added(typical_static), 2);
+    // A parsed URI adds nothing to that.
+    assert_eq!(added(parsed_uri_only), 2);
+    // Two header values parsed from strings: one each.
+    assert_eq!(added(parsed_headers_static_body), 4);
+    // A body made from a `String`: one more.
+    assert_eq!(added(typical), 5);
+}
