@@ -70,29 +70,36 @@ pin_project! {
         // Refused before sending.
         Failed { error: Option<BoxError> },
         // No token yet: waiting for the shared fetch, holding the ready service.
-        Waiting {
-            wait: BoxOutcome,
-            shared: Arc<Shared>,
-            request: Option<Request<B>>,
-            service: Option<S>,
-            waited_before: bool,
-        },
+        Waiting { waiting: Box<Waiting<S, B>> },
         // Sent with a token; the response is judged when it comes.
         Sent { #[pin] fut: S::Future },
         // Reading a body (up to the bound) to see if it is Vault's rejection.
-        Inspecting { inspection: Inspection<ResB> },
+        Inspecting { inspection: Box<Inspection<ResB>> },
         // Rejected: waiting for the one fetch that serves everybody rejected with this token.
         Reacquiring {
             wait: BoxReacquired,
-            response: Option<Answer<ResB>>,
+            response: Option<Box<Answer<ResB>>>,
         },
         // A new token is in place: waiting for the service clone to be ready, then sending again.
-        Replaying {
-            service: S,
-            request: Option<Request<B>>,
-            response: Option<Answer<ResB>>,
-        },
+        Replaying { replaying: Box<Replaying<S, B, ResB>> },
     }
+}
+
+// The states off the common path live in boxes, so that the future a request carries (and moves)
+// stays small; they cost an allocation only when they happen.
+
+struct Waiting<S, B> {
+    wait: BoxOutcome,
+    shared: Arc<Shared>,
+    request: Option<Request<B>>,
+    service: Option<S>,
+    waited_before: bool,
+}
+
+struct Replaying<S, B, ResB: Body> {
+    service: S,
+    request: Option<Request<B>>,
+    response: Option<Answer<ResB>>,
 }
 
 impl<S, B, ResB, R> ResponseFuture<S, B, ResB, R>
@@ -164,11 +171,13 @@ where
         };
         Self::with(
             State::Waiting {
-                wait,
-                shared,
-                request: Some(request),
-                service: Some(service),
-                waited_before: false,
+                waiting: Box::new(Waiting {
+                    wait,
+                    shared,
+                    request: Some(request),
+                    service: Some(service),
+                    waited_before: false,
+                }),
             },
             ctx,
         )
@@ -229,13 +238,14 @@ where
                         .unwrap_or_else(|| "polled after completion".into());
                     return Poll::Ready(Err(error));
                 }
-                StateProj::Waiting {
-                    wait,
-                    shared,
-                    request,
-                    service,
-                    waited_before,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting {
+                        wait,
+                        shared,
+                        request,
+                        service,
+                        waited_before,
+                    } = &mut **waiting;
                     let outcome = ready!(wait.as_mut().poll(cx));
                     let (generation, header) = match shared.token_after_wait(&outcome)? {
                         Some(token) => token,
@@ -273,14 +283,16 @@ where
                             match ctx.rejected(response.map(ResponseBody::new)) {
                                 Rejection::Wait(wait, response) => State::Reacquiring {
                                     wait,
-                                    response: Some(response),
+                                    response: Some(Box::new(response)),
                                 },
                                 Rejection::Done(response) => return Poll::Ready(Ok(response)),
                             }
                         }
                         Verdict::InspectBody => {
                             match Inspection::start(response, ctx.inspect_limit) {
-                                Started::Reading(inspection) => State::Inspecting { inspection },
+                                Started::Reading(inspection) => State::Inspecting {
+                                    inspection: Box::new(inspection),
+                                },
                                 Started::TooLarge(response) => return Poll::Ready(Ok(response)),
                             }
                         }
@@ -299,19 +311,21 @@ where
                     match ctx.rejected(response) {
                         Rejection::Wait(wait, response) => State::Reacquiring {
                             wait,
-                            response: Some(response),
+                            response: Some(Box::new(response)),
                         },
                         Rejection::Done(response) => return Poll::Ready(Ok(response)),
                     }
                 }
                 StateProj::Reacquiring { wait, response } => {
                     let decision = ready!(wait.as_mut().poll(cx));
-                    let (response, copy) = (response.take(), ctx.replay.take());
+                    let (response, copy) = (response.take().map(|r| *r), ctx.replay.take());
                     match (decision, copy) {
                         (Reacquired::Replay, Some((request, service))) => State::Replaying {
-                            service,
-                            request: Some(request),
-                            response,
+                            replaying: Box::new(Replaying {
+                                service,
+                                request: Some(request),
+                                response,
+                            }),
                         },
                         (_, _) => {
                             return Poll::Ready(
@@ -320,11 +334,12 @@ where
                         }
                     }
                 }
-                StateProj::Replaying {
-                    service,
-                    request,
-                    response,
-                } => {
+                StateProj::Replaying { replaying } => {
+                    let Replaying {
+                        service,
+                        request,
+                        response,
+                    } = &mut **replaying;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
                     let cache = Cache::find(ctx.cache);
                     let current = cache.as_ref().and_then(|cache| cache.current());

@@ -38,6 +38,10 @@ pub(crate) struct VaultOrigin {
     host: Box<str>,
     port: u16,
     shown: Box<str>,
+    /// `host` when the port is the scheme's default: the authority most requests carry.
+    bare_authority: Option<Box<str>>,
+    /// `host:port`.
+    full_authority: Box<str>,
 }
 
 impl VaultOrigin {
@@ -64,7 +68,10 @@ impl VaultOrigin {
         }
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host = host.to_ascii_lowercase();
+        let default_port = if https { 443 } else { 80 };
         Ok(Self {
+            bare_authority: (port == default_port).then(|| host.clone().into()),
+            full_authority: format!("{host}:{port}").into(),
             shown: format!(
                 "{}://{}:{}",
                 if https { "https" } else { "http" },
@@ -95,6 +102,27 @@ impl VaultOrigin {
         https == self.https
             && host.eq_ignore_ascii_case(&self.host)
             && target.port.unwrap_or(if https { 443 } else { 80 }) == self.port
+    }
+
+    /// A cheap exact check of the request URI's scheme and authority, for the request path: `true`
+    /// only when [`matches`](Self::matches) would say so too; `false` means "not sure".
+    #[inline]
+    fn surely_matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        let scheme_ok = if self.https {
+            *scheme == http::uri::Scheme::HTTPS
+        } else {
+            *scheme == http::uri::Scheme::HTTP
+        };
+        let authority = authority.as_str();
+        scheme_ok
+            && (self
+                .bare_authority
+                .as_deref()
+                .is_some_and(|bare| authority == bare || authority.eq_ignore_ascii_case(bare))
+                || authority.eq_ignore_ascii_case(&self.full_authority))
     }
 
     fn refuse(&self, target: &Target<'_>) -> NotForVault {
@@ -549,9 +577,13 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let admission = shared
-            .admit_target(&Target::of(req.uri()))
-            .unwrap_or_else(|| shared.admit_headers(req.headers_mut()));
+        let admission = if shared.origin.surely_matches(req.uri()) {
+            shared.admit_headers(req.headers_mut())
+        } else {
+            shared
+                .admit_target(&Target::of(req.uri()))
+                .unwrap_or_else(|| shared.admit_headers(req.headers_mut()))
+        };
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return ResponseFuture::pass_through(self.inner.call(req)),
@@ -651,7 +683,9 @@ pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
+    if !req.headers().is_empty() {
+        *copy.headers_mut() = req.headers().clone();
+    }
     *copy.extensions_mut() = req.extensions().clone();
     Some((copy, service.clone()))
 }
@@ -746,6 +780,42 @@ mod tests {
             let uri: Uri = no.parse().unwrap();
             assert!(!vault.matches(&Target::of(&uri)), "{no}");
         }
+    }
+
+    #[test]
+    fn the_fast_check_never_says_yes_when_the_full_one_says_no() {
+        for vault in [
+            "https://MyVault.veevavault.com",
+            "http://127.0.0.1:8080",
+            "https://h:8443",
+        ] {
+            let vault = origin(vault);
+            for url in [
+                "https://myvault.veevavault.com/api",
+                "https://MYVAULT.veevavault.com:443/api",
+                "https://myvault.veevavault.com:444/api",
+                "http://myvault.veevavault.com/api",
+                "http://127.0.0.1:8080/x",
+                "http://127.0.0.1/x",
+                "https://127.0.0.1:8080/x",
+                "https://h:8443/x",
+                "https://H:8443/x",
+                "https://h/x",
+                "https://user@myvault.veevavault.com/api",
+                "/relative",
+            ] {
+                let uri: Uri = url.parse().unwrap();
+                if vault.surely_matches(&uri) {
+                    assert!(vault.matches(&Target::of(&uri)), "{url}");
+                }
+            }
+        }
+        let vault = origin("https://myvault.veevavault.com");
+        let uri: Uri = "https://myvault.veevavault.com/api".parse().unwrap();
+        assert!(
+            vault.surely_matches(&uri),
+            "the common case takes the fast path"
+        );
     }
 
     #[test]
