@@ -574,6 +574,19 @@ impl Cache {
         false
     }
 
+    /// The token a request that waited for one gets, once the fetch it waited for has ended:
+    /// `Ok(None)` if the token is already gone again (another request had it rejected, or it
+    /// expired), and the request should wait once more.
+    pub(crate) fn token_after(
+        &self,
+        outcome: &Outcome,
+    ) -> Result<Option<(u64, HeaderValue)>, TokenUnavailable> {
+        match outcome {
+            Outcome::Failed(err) => Err(err.clone()),
+            Outcome::Installed(_) | Outcome::Unchanged => Ok(self.current()),
+        }
+    }
+
     pub(crate) fn count_replay(&self) {
         self.stats.replays.fetch_add(1, Ordering::Relaxed);
     }
@@ -757,9 +770,15 @@ impl Cache {
             state.failures = 0;
             state.retry_at = None;
             state.last_error = None;
-            let expires_in_secs = token.expires_at().map(|at| (at - now).as_secs());
             state.next_generation += 1;
             let generation = state.next_generation;
+            event!(
+                info,
+                ?reason,
+                generation,
+                expires_in_secs = ?token.expires_at().map(|at| (at - now).as_secs()),
+                "installed a new vault access token"
+            );
             self.install_as(
                 &mut state,
                 token,
@@ -767,14 +786,6 @@ impl Cache {
                 generation,
                 reason == Reason::Rejected,
             );
-            event!(
-                info,
-                ?reason,
-                generation,
-                ?expires_in_secs,
-                "installed a new vault access token"
-            );
-            let _ = (reason, expires_in_secs);
             Outcome::Installed(generation)
         };
         self.wake.notify_one();

@@ -47,7 +47,7 @@ pin_project! {
 
 /// What the states share: how to judge a response and what to replay.
 struct Ctx<S, B, R> {
-    rule: Option<R>,
+    rule: R,
     cache: u64,
     generation: u64,
     inspect_limit: usize,
@@ -111,9 +111,10 @@ where
         Self { state, ctx }
     }
 
-    fn no_ctx() -> Ctx<S, B, R> {
+    /// The context of a request the layer does not judge.
+    fn unjudged(rule: R) -> Ctx<S, B, R> {
         Ctx {
-            rule: None,
+            rule,
             cache: 0,
             generation: 0,
             inspect_limit: 0,
@@ -123,12 +124,12 @@ where
         }
     }
 
-    pub(crate) fn pass_through(fut: S::Future) -> Self {
-        Self::with(State::PassThrough { fut }, Self::no_ctx())
+    pub(crate) fn pass_through(fut: S::Future, rule: R) -> Self {
+        Self::with(State::PassThrough { fut }, Self::unjudged(rule))
     }
 
-    pub(crate) fn failed(error: BoxError) -> Self {
-        Self::with(State::Failed { error: Some(error) }, Self::no_ctx())
+    pub(crate) fn failed(error: BoxError, rule: R) -> Self {
+        Self::with(State::Failed { error: Some(error) }, Self::unjudged(rule))
     }
 
     #[inline]
@@ -142,7 +143,7 @@ where
         Self::with(
             State::Sent { fut },
             Ctx {
-                rule: Some(rule),
+                rule,
                 cache: shared.cache.id(),
                 generation,
                 inspect_limit: shared.inspect_limit,
@@ -161,7 +162,7 @@ where
         rule: R,
     ) -> Self {
         let ctx = Ctx {
-            rule: Some(rule),
+            rule,
             cache: shared.cache.id(),
             generation: 0,
             inspect_limit: shared.inspect_limit,
@@ -247,7 +248,7 @@ where
                         waited_before,
                     } = &mut **waiting;
                     let outcome = ready!(wait.as_mut().poll(cx));
-                    let (generation, header) = match shared.token_after_wait(&outcome)? {
+                    let (generation, header) = match shared.cache.token_after(&outcome)? {
                         Some(token) => token,
                         None if !*waited_before => {
                             // Gone again before this request could use it: wait once more.
@@ -269,9 +270,7 @@ where
                 }
                 StateProj::Sent { fut } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    let Some(rule) = &ctx.rule else {
-                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                    };
+                    let rule = &ctx.rule;
                     if response.extensions().get::<ForeignAnswer>().is_some() {
                         // Another host answered (a redirect followed beneath the layer): its
                         // verdict is not Vault's.
@@ -299,10 +298,8 @@ where
                     }
                 }
                 StateProj::Inspecting { inspection } => {
-                    let Some(rule) = &ctx.rule else {
-                        return Poll::Ready(Err("polled after completion".into()));
-                    };
-                    let Some((response, rejected)) = ready!(inspection.poll_judge(cx, rule)) else {
+                    let Some((response, rejected)) = ready!(inspection.poll_judge(cx, &ctx.rule))
+                    else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
                     if !rejected {

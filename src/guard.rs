@@ -40,7 +40,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::{strip_vault_tokens, Shared, Target};
+use crate::layer::{strip_vault_tokens, Shared};
 use crate::VaultAuthLayer;
 
 /// Marks a response that came from a host other than the Vault, so the layer never judges it.
@@ -108,7 +108,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let foreign = !self.shared.is_vault(&Target::of(req.uri()));
+        let foreign = !self.shared.is_vault_uri(req.uri());
         if foreign {
             strip_vault_tokens(req.headers_mut());
         }

@@ -186,32 +186,36 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Whether a request for `target` is for this layer's Vault.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     pub(crate) fn is_vault(&self, target: &Target<'_>) -> bool {
         self.origin.matches(target)
     }
 
-    /// The decisions both front doors make before sending, first on where the request goes:
-    /// `None` if it is for the Vault.
+    /// Whether a request for `uri` is for this layer's Vault: the cheap exact check first, the
+    /// full one only when that is not sure.
     #[inline]
-    pub(crate) fn admit_target(&self, target: &Target<'_>) -> Option<Admission> {
-        if self.origin.matches(target) {
-            return None;
-        }
+    pub(crate) fn is_vault_uri(&self, uri: &Uri) -> bool {
+        self.origin.surely_matches(uri) || self.origin.matches(&Target::of(uri))
+    }
+
+    /// What both front doors do with a request that is not for the Vault: let it through without
+    /// a token, or refuse it.
+    pub(crate) fn admit_foreign(&self, target: &Target<'_>) -> Admission {
         if self.pass_through_other_hosts {
             event!(
                 debug,
                 host = target.host,
                 "passing a request for another host through without the token"
             );
-            return Some(Admission::Foreign);
+            return Admission::Foreign;
         }
         let refused = self.origin.refuse(target);
         event!(debug, error = %refused, "refused a request for another host");
-        Some(Admission::Refuse(refused))
+        Admission::Refuse(refused)
     }
 
-    /// Then, for a request to the Vault, on its headers: adds the client id, and lets the
-    /// caller's own `Authorization` stand unless told to override it.
+    /// What both front doors do with a request for the Vault, on its headers: add the client id,
+    /// and let the caller's own `Authorization` stand unless told to override it.
     #[inline]
     pub(crate) fn admit_headers(&self, headers: &mut http::HeaderMap) -> Admission {
         if let Some(client_id) = &self.client_id {
@@ -577,21 +581,23 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let admission = if shared.origin.surely_matches(req.uri()) {
+        let admission = if shared.is_vault_uri(req.uri()) {
             shared.admit_headers(req.headers_mut())
         } else {
-            shared
-                .admit_target(&Target::of(req.uri()))
-                .unwrap_or_else(|| shared.admit_headers(req.headers_mut()))
+            shared.admit_foreign(&Target::of(req.uri()))
         };
         match admission {
             Admission::Authenticate => {}
-            Admission::PassThrough => return ResponseFuture::pass_through(self.inner.call(req)),
+            Admission::PassThrough => {
+                return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone())
+            }
             Admission::Foreign => {
                 strip_vault_tokens(req.headers_mut());
-                return ResponseFuture::pass_through(self.inner.call(req));
+                return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone());
             }
-            Admission::Refuse(refused) => return ResponseFuture::failed(refused.into()),
+            Admission::Refuse(refused) => {
+                return ResponseFuture::failed(refused.into(), self.rule.clone())
+            }
         }
         match shared.cache.current() {
             Some((generation, header)) => {
@@ -688,21 +694,6 @@ pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
     }
     *copy.extensions_mut() = req.extensions().clone();
     Some((copy, service.clone()))
-}
-
-impl Shared {
-    /// The token a request that waited for one gets, once the fetch it waited for has ended:
-    /// `Ok(None)` if the token is already gone again (another request had it rejected, or it
-    /// expired), and the request should wait once more.
-    pub(crate) fn token_after_wait(
-        &self,
-        outcome: &Outcome,
-    ) -> Result<Option<(u64, HeaderValue)>, TokenUnavailable> {
-        match outcome {
-            Outcome::Failed(err) => Err(err.clone()),
-            Outcome::Installed(_) | Outcome::Unchanged => Ok(self.cache.current()),
-        }
-    }
 }
 
 /// Controls a layer's token cache from outside the request path, and reports on it.

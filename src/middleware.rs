@@ -85,13 +85,7 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
     /// Whether `response` is Vault rejecting the token, reading its body only when the rule asks
     /// to. The response handed back carries the same status, headers, URL and bytes.
     async fn judge(&self, response: Response) -> (Response, bool) {
-        let url = response.url();
-        let answered_by = Target {
-            scheme: Some(url.scheme()),
-            host: url.host_str(),
-            port: url.port(),
-        };
-        if !self.shared.is_vault(&answered_by) {
+        if !self.shared.is_vault(&target_of(response.url())) {
             // reqwest followed a redirect to another host: its verdict is not Vault's.
             return (response, false);
         }
@@ -112,6 +106,15 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
                 }
             }
         }
+    }
+}
+
+/// Where a reqwest request goes, as far as the origin check cares.
+fn target_of(url: &reqwest::Url) -> Target<'_> {
+    Target {
+        scheme: Some(url.scheme()),
+        host: url.host_str(),
+        port: url.port(),
     }
 }
 
@@ -147,15 +150,12 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         next: Next<'_>,
     ) -> Result<Response> {
         let shared = &*self.shared;
-        let url = request.url();
-        let target = Target {
-            scheme: Some(url.scheme()),
-            host: url.host_str(),
-            port: url.port(),
+        let target = target_of(request.url());
+        let admission = if shared.is_vault(&target) {
+            shared.admit_headers(request.headers_mut())
+        } else {
+            shared.admit_foreign(&target)
         };
-        let admission = shared
-            .admit_target(&target)
-            .unwrap_or_else(|| shared.admit_headers(request.headers_mut()));
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return next.run(request, extensions).await,
@@ -174,7 +174,8 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             // No token, or gone again before this request could use it: wait for one.
             let outcome = shared.cache.acquire().await;
             token = shared
-                .token_after_wait(&outcome)
+                .cache
+                .token_after(&outcome)
                 .map_err(Error::middleware)?;
         }
         let (generation, header) =
