@@ -167,10 +167,7 @@ fn recovery(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::criterion(Duration::from_secs(3));
     targets = recovery
 }
 criterion_main!(benches);

@@ -149,10 +149,7 @@ fn rotation_storm(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion(Duration::from_secs(2));
     targets = under_load, rotation_storm
 }
 criterion_main!(benches);

@@ -423,6 +423,12 @@ impl Cache {
     /// While backing off after failures, waits for the next attempt if it is due within the fetch
     /// timeout, and fails at once otherwise: a request never waits much longer than one fetch.
     pub(crate) fn acquire(self: &Arc<Self>) -> BoxOutcome {
+        self.acquire_or_wait(true)
+    }
+
+    /// [`acquire`](Self::acquire); with `may_wait` false, fails instead of waiting out a backoff
+    /// (a request waits out at most one).
+    fn acquire_or_wait(self: &Arc<Self>, may_wait: bool) -> BoxOutcome {
         let mut state = self.lock();
         if let Some(current) = self.current.load_full() {
             return ready(Outcome::Installed(current.generation));
@@ -430,32 +436,15 @@ impl Cache {
         if !self.in_flight(&mut state) {
             if let Some(err) = self.backing_off(&state) {
                 let retry_in = err.retry_in().unwrap_or_default();
-                if retry_in > self.config.fetch_timeout {
+                if !may_wait || retry_in > self.config.fetch_timeout {
                     return ready(Outcome::Failed(err));
                 }
                 drop(state);
                 let cache = Arc::clone(self);
                 return Box::pin(async move {
                     tokio::time::sleep(retry_in).await;
-                    cache.acquire_without_waiting().await
+                    cache.acquire_or_wait(false).await
                 });
-            }
-        }
-        let (outcome, launch) = self.join_or_start(&mut state, Reason::NoToken);
-        drop(state);
-        launch.launch();
-        outcome
-    }
-
-    /// Like [`acquire`](Self::acquire), but fails instead of waiting out a backoff.
-    fn acquire_without_waiting(self: &Arc<Self>) -> BoxOutcome {
-        let mut state = self.lock();
-        if let Some(current) = self.current.load_full() {
-            return ready(Outcome::Installed(current.generation));
-        }
-        if !self.in_flight(&mut state) {
-            if let Some(err) = self.backing_off(&state) {
-                return ready(Outcome::Failed(err));
             }
         }
         let (outcome, launch) = self.join_or_start(&mut state, Reason::NoToken);
