@@ -1,13 +1,12 @@
 //! [`ResponseBody`]: the response body the layer hands back, and body replay for requests.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -269,84 +268,11 @@ pub(crate) fn copy_chunks<D: Buf>(data: &D, out: &mut Vec<u8>) -> bool {
     copied == data.remaining()
 }
 
-/// A copy of `body` for a replay, if its type is one whose content can be reproduced and its
-/// size is known and at most `cap` bytes.
-///
-/// Bodies are copied, not buffered: the types known here hold their content in memory (or hold
-/// none), so the copy is a reference-count increment for `Bytes`-backed bodies.
-pub(crate) fn replay_copy<B: Body + 'static>(body: &B, cap: u64) -> Option<B> {
-    let size = body.size_hint();
-    if size.upper() != Some(size.lower()) || size.lower() > cap {
-        return None;
-    }
-    let body: &dyn Any = body;
-    if let Some(b) = body.downcast_ref::<http_body_util::Full<Bytes>>() {
-        return cast(b.clone());
-    }
-    if let Some(b) = body.downcast_ref::<http_body_util::Empty<Bytes>>() {
-        return cast(*b);
-    }
-    if let Some(b) = body.downcast_ref::<String>() {
-        return cast(b.clone());
-    }
-    if let Some(b) = body.downcast_ref::<Bytes>() {
-        return cast(b.clone());
-    }
-    if let Some(b) = body.downcast_ref::<http_body_util::Full<&'static [u8]>>() {
-        return cast(*b);
-    }
-    if let Some(b) = body.downcast_ref::<http_body_util::Empty<&'static [u8]>>() {
-        return cast(*b);
-    }
-    None
-}
-
-/// Turns a value of a concrete type back into the generic type it was downcast from.
-fn cast<T: 'static, B: 'static>(value: T) -> Option<B> {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<B>>()
-        .and_then(Option::take)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Empty, Full};
-
-    #[test]
-    fn known_bodies_are_copied_within_the_cap() {
-        let full = Full::new(Bytes::from_static(b"q=select id from documents"));
-        let copy = replay_copy(&full, 64).expect("full bodies replay");
-        assert_eq!(copy.size_hint().exact(), Some(26));
-        assert!(replay_copy(&full, 10).is_none(), "over the cap");
-        assert!(replay_copy(&Empty::<Bytes>::new(), 0).is_some());
-        assert!(replay_copy(&String::from("abc"), 64).is_some());
-    }
-
-    /// A body of unknown length, like a stream.
-    struct Chunks(Option<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    #[test]
-    fn streaming_and_unknown_bodies_are_not_copied() {
-        assert!(replay_copy(&Chunks(Some(Bytes::from_static(b"x"))), 1 << 20).is_none());
-        let boxed = Full::new(Bytes::from_static(b"x")).boxed();
-        assert!(
-            replay_copy(&boxed, 1 << 20).is_none(),
-            "type-erased bodies cannot be copied"
-        );
-    }
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
 
     #[tokio::test]
     async fn read_ahead_frames_come_first_then_the_rest() {

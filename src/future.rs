@@ -28,7 +28,8 @@ use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::detect::{FailureRule, Verdict};
 use crate::error::TokenUnavailable;
 use crate::guard::ForeignAnswer;
-use crate::layer::{replay_copy_of, Shared};
+use crate::layer::Shared;
+use crate::replay::ReplayCopy;
 use crate::trace::event;
 use crate::BoxError;
 
@@ -52,7 +53,7 @@ struct Ctx<S, B, R> {
     generation: u64,
     inspect_limit: usize,
     replay_limit: Option<u64>,
-    replay: Option<(Request<B>, S)>,
+    replay: Option<ReplayCopy<B, S>>,
     replayed: bool,
 }
 
@@ -138,7 +139,7 @@ where
         rule: R,
         shared: &Shared,
         generation: u64,
-        replay: Option<(Request<B>, S)>,
+        replay: Option<ReplayCopy<B, S>>,
     ) -> Self {
         Self::with(
             State::Sent { fut },
@@ -258,11 +259,11 @@ where
                         }
                         None => return Poll::Ready(Err(TokenUnavailable::gone().into())),
                     };
-                    let (Some(request), Some(mut service)) = (request.take(), service.take())
+                    let (Some(mut request), Some(mut service)) = (request.take(), service.take())
                     else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    ctx.replay = replay_copy_of(&request, ctx.replay_limit, &service);
+                    ctx.replay = ReplayCopy::of(&mut request, ctx.replay_limit, &service);
                     ctx.generation = generation;
                     State::Sent {
                         fut: send(&mut service, request, header),
@@ -315,7 +316,8 @@ where
                 }
                 StateProj::Reacquiring { wait, response } => {
                     let decision = ready!(wait.as_mut().poll(cx));
-                    let (response, copy) = (response.take().map(|r| *r), ctx.replay.take());
+                    let response = response.take().map(|r| *r);
+                    let copy = ctx.replay.take().and_then(ReplayCopy::rebuild);
                     match (decision, copy) {
                         (Reacquired::Replay, Some((request, service))) => State::Replaying {
                             replaying: Box::new(Replaying {

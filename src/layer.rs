@@ -12,11 +12,12 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::{replay_copy, ResponseBody};
+use crate::body::ResponseBody;
 use crate::cache::{AuthStatus, Backoff, Cache, CacheConfig, Outcome, RefreshPolicy};
 use crate::detect::{FailureRule, VaultRule};
 use crate::error::{ConfigError, NotForVault, TokenUnavailable};
 use crate::future::ResponseFuture;
+use crate::replay::ReplayCopy;
 use crate::source::TokenSource;
 use crate::trace::event;
 use crate::BoxError;
@@ -601,7 +602,7 @@ where
         }
         match shared.cache.current() {
             Some((generation, header)) => {
-                let replay = replay_copy_of(&req, shared.replay_limit, &self.inner);
+                let replay = ReplayCopy::of(&mut req, shared.replay_limit, &self.inner);
                 req.headers_mut().insert(AUTHORIZATION, header);
                 ResponseFuture::sent(
                     self.inner.call(req),
@@ -675,25 +676,6 @@ fn encode_client_id(client_id: &str) -> Result<HeaderValue, ConfigError> {
         )));
     }
     HeaderValue::from_str(client_id).map_err(|e| invalid(e.to_string()))
-}
-
-/// A copy of `req` (without the token) and of the service, to send again after a rejection; `None`
-/// when replay is off or the body cannot be reproduced.
-pub(crate) fn replay_copy_of<S: Clone, B: Body + 'static>(
-    req: &Request<B>,
-    limit: Option<u64>,
-    service: &S,
-) -> Option<(Request<B>, S)> {
-    let body = replay_copy(req.body(), limit?)?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    if !req.headers().is_empty() {
-        *copy.headers_mut() = req.headers().clone();
-    }
-    *copy.extensions_mut() = req.extensions().clone();
-    Some((copy, service.clone()))
 }
 
 /// Controls a layer's token cache from outside the request path, and reports on it.

@@ -70,6 +70,7 @@ mod future;
 pub mod guard;
 pub mod guide;
 mod layer;
+mod replay;
 pub mod source;
 mod token;
 mod trace;

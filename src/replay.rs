@@ -1,0 +1,431 @@
+//! The copy of a request kept for a replay, made before the request is sent.
+//!
+//! A replay is rare and the copy is made for every request, so the copy is cheap and the rebuild
+//! is not. The head (method, version, URI, headers, extensions) and, for the body types that hold
+//! their content in memory, the body's bytes are written into a buffer that comes from a small
+//! per-thread pool and goes back to it, wiped, when the request is done. In steady state that
+//! costs no allocation and touches no reference count: cloning a `HeaderMap` allocates its tables,
+//! and the first clone of a `Bytes` made from a `Vec` or `String` (a header value parsed from a
+//! string, a body from `serde_json::to_vec`) allocates its shared form. The request is built
+//! again from the bytes only if Vault rejects the token.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http_body::Body;
+use http_body_util::{Empty, Full};
+use zeroize::Zeroize;
+
+/// How many spare heads a thread keeps.
+const POOL_SIZE: usize = 64;
+
+/// A spare head whose buffer grew past this many bytes is freed instead of kept.
+const KEEP_BYTES: usize = 8 * 1024;
+
+thread_local! {
+    /// Each thread's spare heads.
+    static POOL: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Everything needed to send a request again: its head, its body and a clone of the service to
+/// send it through.
+pub(crate) struct ReplayCopy<B, S> {
+    head: HeadCopy,
+    body: BodyCopy<B>,
+    service: S,
+}
+
+impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
+    /// A copy of `req` (which has no token yet) and of `service`; `None` when replay is off
+    /// (`limit` is `None`) or the body cannot be reproduced.
+    ///
+    /// `req` is borrowed mutably for one body type only: a `Full<Bytes>` hands out its bytes by
+    /// being polled, so they are taken out, copied and put back unchanged.
+    #[inline]
+    pub(crate) fn of(req: &mut Request<B>, limit: Option<u64>, service: &S) -> Option<Self> {
+        let size = req.body().size_hint();
+        if size.upper() != Some(size.lower()) || size.lower() > limit? {
+            return None;
+        }
+        let mut head = HeadCopy::of(req);
+        let body = BodyCopy::of(req.body_mut(), head.text())?;
+        Some(Self {
+            head,
+            body,
+            service: service.clone(),
+        })
+    }
+}
+
+impl<B: 'static, S> ReplayCopy<B, S> {
+    /// The request again, and the service to send it through; `None` only if the copy cannot be
+    /// read back, which a copy of a valid request always can.
+    pub(crate) fn rebuild(self) -> Option<(Request<B>, S)> {
+        let body = self.body.rebuild(self.head.body_bytes()?)?;
+        let request = self.head.rebuild(body)?;
+        Some((request, self.service))
+    }
+}
+
+/// How a body is kept: the body types whose content is in memory are known by type (found with
+/// an `Any` downcast, no unsafe code), and anything else is not replayed.
+enum BodyCopy<B> {
+    /// Holds nothing, or only `'static` data: a copy of the value itself.
+    Value(B),
+    /// A `Full<Bytes>` whose bytes are in the head's buffer.
+    Full,
+    /// A `String` whose bytes are in the head's buffer.
+    String,
+}
+
+impl<B: 'static> BodyCopy<B> {
+    fn of(body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
+        let body: &mut dyn Any = body;
+        if let Some(full) = body.downcast_mut::<Full<Bytes>>() {
+            // A `Full` gives its bytes up in its first frame, at once; it gets them back.
+            let mut cx = Context::from_waker(Waker::noop());
+            let data = match Pin::new(&mut *full).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+                _ => None,
+            };
+            if let Some(data) = data {
+                text.extend_from_slice(&data);
+                *full = Full::new(data);
+            }
+            return Some(Self::Full);
+        }
+        if let Some(string) = body.downcast_ref::<String>() {
+            text.extend_from_slice(string.as_bytes());
+            return Some(Self::String);
+        }
+        if let Some(empty) = body.downcast_ref::<Empty<Bytes>>() {
+            return cast(*empty).map(Self::Value);
+        }
+        if let Some(full) = body.downcast_ref::<Full<&'static [u8]>>() {
+            return cast(full.clone()).map(Self::Value);
+        }
+        if let Some(empty) = body.downcast_ref::<Empty<&'static [u8]>>() {
+            return cast(*empty).map(Self::Value);
+        }
+        None
+    }
+
+    fn rebuild(self, bytes: &[u8]) -> Option<B> {
+        match self {
+            Self::Value(body) => Some(body),
+            Self::Full => cast(Full::new(Bytes::copy_from_slice(bytes))),
+            Self::String => cast(String::from_utf8(bytes.to_vec()).ok()?),
+        }
+    }
+}
+
+/// Turns a value of a concrete type back into the generic type it was found to be.
+fn cast<T: 'static, B: 'static>(value: T) -> Option<B> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
+}
+
+/// A request's head (and maybe its body's bytes) in a pooled buffer. Goes back to the pool,
+/// wiped, when dropped.
+pub(crate) struct HeadCopy(Option<Box<Head>>);
+
+#[derive(Default)]
+struct Head {
+    method: Method,
+    version: Version,
+    extensions: Extensions,
+    /// The URI, each header's name and value, then the body's bytes if they are kept here.
+    text: Vec<u8>,
+    uri_end: usize,
+    headers: Vec<HeaderSpan>,
+}
+
+/// Where one header sits in [`Head::text`]: its name ends at `name_end`, its value (which starts
+/// there) at `value_end`.
+struct HeaderSpan {
+    name_end: usize,
+    value_end: usize,
+    sensitive: bool,
+}
+
+impl HeadCopy {
+    /// Copies the head of `req`.
+    #[inline]
+    pub(crate) fn of<B>(req: &Request<B>) -> Self {
+        let mut head = POOL
+            .try_with(|pool| pool.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        head.method.clone_from(req.method());
+        head.version = req.version();
+        let uri = req.uri();
+        let text = &mut head.text;
+        if let Some(scheme) = uri.scheme_str() {
+            text.extend_from_slice(scheme.as_bytes());
+            text.extend_from_slice(b"://");
+        }
+        if let Some(authority) = uri.authority() {
+            text.extend_from_slice(authority.as_str().as_bytes());
+        }
+        text.extend_from_slice(uri.path().as_bytes());
+        if let Some(query) = uri.query() {
+            text.push(b'?');
+            text.extend_from_slice(query.as_bytes());
+        }
+        head.uri_end = text.len();
+        for (name, value) in req.headers() {
+            text.extend_from_slice(name.as_str().as_bytes());
+            let name_end = text.len();
+            text.extend_from_slice(value.as_bytes());
+            head.headers.push(HeaderSpan {
+                name_end,
+                value_end: text.len(),
+                sensitive: value.is_sensitive(),
+            });
+        }
+        if !req.extensions().is_empty() {
+            head.extensions = req.extensions().clone();
+        }
+        Self(Some(head))
+    }
+
+    /// The buffer, for the body's bytes to follow the head's.
+    fn text(&mut self) -> &mut Vec<u8> {
+        &mut self.0.get_or_insert_with(Box::default).text
+    }
+
+    /// What follows the head in the buffer: the body's bytes, if they are kept there.
+    fn body_bytes(&self) -> Option<&[u8]> {
+        let head = self.0.as_deref()?;
+        let end = head
+            .headers
+            .last()
+            .map_or(head.uri_end, |span| span.value_end);
+        head.text.get(end..)
+    }
+
+    /// Builds the request again around `body`.
+    fn rebuild<B>(&self, body: B) -> Option<Request<B>> {
+        let head = self.0.as_deref()?;
+        let mut request = Request::new(body);
+        *request.method_mut() = head.method.clone();
+        *request.version_mut() = head.version;
+        *request.uri_mut() = Uri::try_from(&head.text[..head.uri_end]).ok()?;
+        let headers = request.headers_mut();
+        headers.reserve(head.headers.len());
+        let mut start = head.uri_end;
+        for span in &head.headers {
+            let name = HeaderName::from_bytes(&head.text[start..span.name_end]).ok()?;
+            let mut value =
+                HeaderValue::from_bytes(&head.text[span.name_end..span.value_end]).ok()?;
+            value.set_sensitive(span.sensitive);
+            headers.append(name, value);
+            start = span.value_end;
+        }
+        *request.extensions_mut() = head.extensions.clone();
+        Some(request)
+    }
+}
+
+impl Drop for HeadCopy {
+    fn drop(&mut self) {
+        let Some(mut head) = self.0.take() else {
+            return;
+        };
+        // The buffer held the caller's headers and body (cookies, say): wipe what was written.
+        head.text.as_mut_slice().zeroize();
+        head.text.clear();
+        head.headers.clear();
+        if !head.extensions.is_empty() {
+            head.extensions.clear();
+        }
+        if head.text.capacity() > KEEP_BYTES {
+            return;
+        }
+        // A thread that is exiting has no pool left: the head is simply freed.
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < POOL_SIZE {
+                    pool.push(head);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::header::{ACCEPT, COOKIE};
+    use http_body_util::Full;
+
+    fn request() -> Request<Full<Bytes>> {
+        let mut cookie = HeaderValue::from_static("session=abc");
+        cookie.set_sensitive(true);
+        let mut request = Request::builder()
+            .method(Method::PATCH)
+            .version(Version::HTTP_2)
+            .uri("https://myvault.veevavault.com/api/v26.2/objects/users?limit=5&offset=10")
+            .header(ACCEPT, "application/json")
+            .header("x-custom", "one")
+            .header("x-custom", "two")
+            .header(COOKIE, cookie)
+            .body(Full::new(Bytes::from_static(b"name__v=x")))
+            .unwrap();
+        request.extensions_mut().insert(42_u32);
+        request
+    }
+
+    #[test]
+    fn a_head_comes_back_as_it_was() {
+        let original = request();
+        let copy = HeadCopy::of(&original);
+        let again = copy.rebuild(()).expect("rebuilt");
+        assert_eq!(again.method(), original.method());
+        assert_eq!(again.version(), original.version());
+        assert_eq!(again.uri(), original.uri());
+        assert_eq!(again.headers(), original.headers());
+        let values: Vec<_> = again.headers().get_all("x-custom").iter().collect();
+        assert_eq!(values, ["one", "two"], "repeated headers keep their order");
+        assert!(again.headers()[COOKIE].is_sensitive());
+        assert!(!again.headers()[ACCEPT].is_sensitive());
+        assert_eq!(again.extensions().get::<u32>(), Some(&42));
+    }
+
+    #[test]
+    fn an_authority_without_a_path_comes_back_with_the_root() {
+        let original = Request::get("https://myvault.veevavault.com")
+            .body(())
+            .unwrap();
+        let again = HeadCopy::of(&original).rebuild(()).expect("rebuilt");
+        assert_eq!(again.uri().authority(), original.uri().authority());
+        assert_eq!(again.uri().path(), "/");
+    }
+
+    /// A body of unknown length, like a stream.
+    struct Chunks(Option<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+        }
+    }
+
+    fn copied<B: Body + 'static>(body: B, limit: u64) -> Option<(Request<B>, ReplayCopy<B, ()>)> {
+        let mut request = Request::post("https://h/form").body(body).unwrap();
+        let copy = ReplayCopy::of(&mut request, Some(limit), &())?;
+        Some((request, copy))
+    }
+
+    async fn bytes_of<B: Body>(body: B) -> Vec<u8>
+    where
+        B::Error: std::fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        body.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn known_bodies_come_back_and_the_original_is_untouched() {
+        let form = "q=select id from documents";
+        let (sent, copy) = copied(Full::new(Bytes::from(form.to_owned())), 64).expect("copied");
+        assert_eq!(sent.body().size_hint().exact(), Some(26));
+        assert_eq!(
+            bytes_of(sent.into_body()).await,
+            form.as_bytes(),
+            "put back"
+        );
+        let (again, ()) = copy.rebuild().expect("rebuilt");
+        assert_eq!(again.uri(), "https://h/form");
+        assert_eq!(bytes_of(again.into_body()).await, form.as_bytes());
+
+        let (_, copy) = copy_of_string(form);
+        assert_eq!(copy.rebuild().unwrap().0.into_body(), form);
+        let (_, copy) = copied(Empty::<Bytes>::new(), 0).expect("copied");
+        assert!(bytes_of(copy.rebuild().unwrap().0.into_body())
+            .await
+            .is_empty());
+        let (_, copy) = copied(Full::new(&b"static"[..]), 64).expect("copied");
+        assert_eq!(
+            bytes_of(copy.rebuild().unwrap().0.into_body()).await,
+            b"static"
+        );
+    }
+
+    fn copy_of_string(text: &str) -> (Request<String>, ReplayCopy<String, ()>) {
+        copied(text.to_owned(), 64).expect("copied")
+    }
+
+    #[test]
+    fn bodies_over_the_limit_or_unknown_are_not_copied() {
+        assert!(copied(Full::new(Bytes::from_static(b"0123456789a")), 10).is_none());
+        assert!(copied(Chunks(Some(Bytes::from_static(b"x"))), 1 << 20).is_none());
+        let boxed = http_body_util::BodyExt::boxed(Full::new(Bytes::from_static(b"x")));
+        assert!(
+            copied(boxed, 1 << 20).is_none(),
+            "type-erased bodies cannot be copied"
+        );
+        let mut request = Request::post("https://h/").body(String::new()).unwrap();
+        assert!(
+            ReplayCopy::of(&mut request, None, &()).is_none(),
+            "replay off"
+        );
+    }
+
+    fn spare_heads() -> usize {
+        POOL.with(|pool| pool.borrow().len())
+    }
+
+    #[test]
+    fn heads_are_reused_wiped() {
+        let before = spare_heads();
+        drop(HeadCopy::of(&request()));
+        assert_eq!(spare_heads(), before + 1, "the head went back to the pool");
+        let second = HeadCopy::of(&Request::get("https://h/x").body(()).unwrap());
+        assert_eq!(spare_heads(), before, "a spare head was taken");
+        let head = second.0.as_deref().expect("a head");
+        assert_eq!(
+            &head.text[..],
+            b"https://h/x",
+            "nothing of the old request is left"
+        );
+        assert!(head.headers.is_empty());
+        assert!(head.extensions.is_empty());
+        assert_eq!(head.method, Method::GET);
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_big_heads_are_not_kept() {
+        let big = "x".repeat(KEEP_BYTES + 1);
+        let request = Request::get("https://h/")
+            .header("x-big", big.as_str())
+            .body(())
+            .unwrap();
+        let before = spare_heads();
+        drop(HeadCopy::of(&request));
+        assert_eq!(
+            spare_heads(),
+            before.saturating_sub(1),
+            "the grown head was freed"
+        );
+
+        let many: Vec<_> = (0..POOL_SIZE + 10)
+            .map(|_| HeadCopy::of(&Request::get("https://h/").body(()).unwrap()))
+            .collect();
+        drop(many);
+        assert_eq!(spare_heads(), POOL_SIZE);
+    }
+}
