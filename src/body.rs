@@ -38,14 +38,19 @@ pin_project! {
             #[pin]
             body: B,
         },
+        // Boxed: responses that were read ahead are rare, and every response carries this enum.
         ReadAhead {
-            frames: VecDeque<Frame<B::Data>>,
-            error: Option<B::Error>,
-            // The original body already ended (or failed) while it was read: never poll it again.
-            ended: bool,
-            body: Pin<Box<B>>,
+            ahead: Box<ReadAhead<B>>,
         },
     }
+}
+
+struct ReadAhead<B: Body> {
+    frames: VecDeque<Frame<B::Data>>,
+    error: Option<B::Error>,
+    // The original body already ended (or failed) while it was read: never poll it again.
+    ended: bool,
+    body: Pin<Box<B>>,
 }
 
 impl<B: Body> ResponseBody<B> {
@@ -64,10 +69,12 @@ impl<B: Body> ResponseBody<B> {
     ) -> Self {
         Self {
             kind: Kind::ReadAhead {
-                frames,
-                error,
-                ended,
-                body,
+                ahead: Box::new(ReadAhead {
+                    frames,
+                    error,
+                    ended,
+                    body,
+                }),
             },
         }
     }
@@ -84,12 +91,13 @@ impl<B: Body> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Direct { body } => body.poll_frame(cx),
-            KindProj::ReadAhead {
-                frames,
-                error,
-                ended,
-                body,
-            } => {
+            KindProj::ReadAhead { ahead } => {
+                let ReadAhead {
+                    frames,
+                    error,
+                    ended,
+                    body,
+                } = &mut **ahead;
                 if let Some(frame) = frames.pop_front() {
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -108,12 +116,11 @@ impl<B: Body> Body for ResponseBody<B> {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Direct { body } => body.is_end_stream(),
-            Kind::ReadAhead {
-                frames,
-                error,
-                ended,
-                body,
-            } => frames.is_empty() && error.is_none() && (*ended || body.is_end_stream()),
+            Kind::ReadAhead { ahead } => {
+                ahead.frames.is_empty()
+                    && ahead.error.is_none()
+                    && (ahead.ended || ahead.body.is_end_stream())
+            }
         }
     }
 
@@ -121,12 +128,13 @@ impl<B: Body> Body for ResponseBody<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Direct { body } => body.size_hint(),
-            Kind::ReadAhead {
-                frames,
-                body,
-                ended,
-                ..
-            } => {
+            Kind::ReadAhead { ahead } => {
+                let ReadAhead {
+                    frames,
+                    body,
+                    ended,
+                    ..
+                } = &**ahead;
                 let ahead: u64 = frames
                     .iter()
                     .filter_map(|f| f.data_ref())
@@ -155,10 +163,10 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Direct { body } => f.debug_tuple("ResponseBody").field(body).finish(),
-            Kind::ReadAhead { frames, body, .. } => f
+            Kind::ReadAhead { ahead } => f
                 .debug_struct("ResponseBody")
-                .field("read_ahead_frames", &frames.len())
-                .field("rest", body)
+                .field("read_ahead_frames", &ahead.frames.len())
+                .field("rest", &ahead.body)
                 .finish(),
         }
     }

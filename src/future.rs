@@ -51,8 +51,8 @@ struct Ctx<S, B, R> {
     rule: R,
     cache: u64,
     generation: u64,
-    inspect_limit: usize,
-    replay_limit: Option<u64>,
+    // At most `u32::MAX`: a bound on a body read into memory.
+    inspect_limit: u32,
     replay: Option<ReplayCopy<B, S>>,
     replayed: bool,
 }
@@ -119,7 +119,6 @@ where
             cache: 0,
             generation: 0,
             inspect_limit: 0,
-            replay_limit: None,
             replay: None,
             replayed: false,
         }
@@ -147,8 +146,7 @@ where
                 rule,
                 cache: shared.cache.id(),
                 generation,
-                inspect_limit: shared.inspect_limit,
-                replay_limit: shared.replay_limit,
+                inspect_limit: shared.inspect_limit_u32(),
                 replay,
                 replayed: false,
             },
@@ -166,8 +164,7 @@ where
             rule,
             cache: shared.cache.id(),
             generation: 0,
-            inspect_limit: shared.inspect_limit,
-            replay_limit: shared.replay_limit,
+            inspect_limit: shared.inspect_limit_u32(),
             replay: None,
             replayed: false,
         };
@@ -263,7 +260,7 @@ where
                     else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    ctx.replay = ReplayCopy::of(&mut request, ctx.replay_limit, &service);
+                    ctx.replay = ReplayCopy::of(&mut request, shared.replay_limit, &service);
                     ctx.generation = generation;
                     State::Sent {
                         fut: send(&mut service, request, header),
@@ -289,7 +286,7 @@ where
                             }
                         }
                         Verdict::InspectBody => {
-                            match Inspection::start(response, ctx.inspect_limit) {
+                            match Inspection::start(response, ctx.inspect_limit as usize) {
                                 Started::Reading(inspection) => State::Inspecting {
                                     inspection: Box::new(inspection),
                                 },

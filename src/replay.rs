@@ -167,17 +167,19 @@ impl HeadCopy {
         head.version = req.version();
         let uri = req.uri();
         let text = &mut head.text;
-        if let Some(scheme) = uri.scheme_str() {
-            text.extend_from_slice(scheme.as_bytes());
-            text.extend_from_slice(b"://");
+        match uri.scheme_str() {
+            Some("https") => text.extend_from_slice(b"https://"),
+            Some(scheme) => {
+                text.extend_from_slice(scheme.as_bytes());
+                text.extend_from_slice(b"://");
+            }
+            None => {}
         }
         if let Some(authority) = uri.authority() {
             text.extend_from_slice(authority.as_str().as_bytes());
         }
-        text.extend_from_slice(uri.path().as_bytes());
-        if let Some(query) = uri.query() {
-            text.push(b'?');
-            text.extend_from_slice(query.as_bytes());
+        if let Some(path_and_query) = uri.path_and_query() {
+            text.extend_from_slice(path_and_query.as_str().as_bytes());
         }
         head.uri_end = text.len();
         for (name, value) in req.headers() {
