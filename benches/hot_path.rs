@@ -6,8 +6,10 @@
 //!
 //! Variants, all in the group `per_request`:
 //! - `bare`: the inner service alone (the floor of the harness);
-//! - `set_request_header`: tower-http `SetRequestHeader::overriding` with a static value (the
-//!   floor for injection);
+//! - `set_request_header`: tower-http `SetRequestHeader::overriding` with a
+//!   `HeaderValue::from_static` (the floor for injection: cloning it touches no reference count);
+//! - `set_request_header_runtime`: the same with a value made at run time by
+//!   `HeaderValue::from_str`, as a token read at startup is (its clones share a reference count);
 //! - `add_authorization`: tower-http `AddAuthorization::bearer`;
 //! - `rwlock_format`: `RwLock<String>` read, `format!("Bearer {}")`, `HeaderValue::from_str`;
 //! - `vault_auth`: default configuration (failure detection and replay on), empty body;
@@ -93,6 +95,12 @@ fn per_request(c: &mut Criterion) {
         &mut group,
         "set_request_header",
         set_request_header(inner()),
+        get_empty,
+    );
+    bench_stack(
+        &mut group,
+        "set_request_header_runtime",
+        set_request_header_runtime(inner()),
         get_empty,
     );
     bench_stack(

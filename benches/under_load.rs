@@ -77,6 +77,12 @@ fn under_load(c: &mut Criterion) {
         );
         bench_threads(
             &mut group,
+            "set_request_header_runtime",
+            &set_request_header_runtime(inner()),
+            mode,
+        );
+        bench_threads(
+            &mut group,
             "add_authorization",
             &add_authorization(inner()),
             mode,

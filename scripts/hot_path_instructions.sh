@@ -12,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-stacks=${*:-"bare set_request_header add_authorization rwlock_format vault_auth vault_auth_no_replay
+stacks=${*:-"bare set_request_header set_request_header_runtime add_authorization rwlock_format vault_auth vault_auth_no_replay
 set_request_header_full_body vault_auth_full_body vault_auth_no_replay_full_body
 set_request_header_success_response vault_auth_success_response"}
 

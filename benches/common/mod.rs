@@ -150,6 +150,14 @@ pub fn set_request_header<S>(inner: S) -> SetRequestHeader<S, HeaderValue> {
     SetRequestHeader::overriding(inner, AUTHORIZATION, HeaderValue::from_static(BEARER))
 }
 
+/// tower-http's `SetRequestHeader::overriding` with a value made at run time
+/// (`HeaderValue::from_str`), as a token read from configuration is: every clone of it shares one
+/// reference count, like `AddAuthorization`'s, but the value is not marked sensitive.
+pub fn set_request_header_runtime<S>(inner: S) -> SetRequestHeader<S, HeaderValue> {
+    let value = HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("a valid header");
+    SetRequestHeader::overriding(inner, AUTHORIZATION, value)
+}
+
 /// tower-http's `AddAuthorization::bearer`.
 pub fn add_authorization<S>(inner: S) -> AddAuthorization<S> {
     AddAuthorization::bearer(inner, TOKEN)
