@@ -112,6 +112,59 @@ async fn the_same_behind_a_gateway_that_answers_401() {
     revoked_while_in_flight(true).await;
 }
 
+/// The replay is rebuilt from the copy the layer keeps (bytes in a pooled buffer): it must be the
+/// same request in every part but the token.
+#[tokio::test(start_paused = true)]
+async fn a_replay_is_the_same_request_with_the_new_token() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new.clone()]);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = authed(&layer);
+    assert!(vault.revoke(&old));
+
+    let url = vault.api_url("/query?describe=true&limit=5");
+    let mut secret = http::HeaderValue::from_static("session=kept-as-it-was");
+    secret.set_sensitive(true);
+    let request = Request::post(url.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .header("x-custom", "first")
+        .header("x-custom", "second")
+        .header("cookie", secret)
+        .body(Full::new(Bytes::from(
+            "q=SELECT+id+FROM+documents".to_owned(),
+        )))
+        .unwrap();
+    let response = send(&client, request).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+
+    let seen = vault.requests();
+    assert_eq!(seen.len(), 2, "the request, then its replay");
+    let (first, replay) = (&seen[0], &seen[1]);
+    assert_eq!(first.outcome, Outcome::InvalidSession);
+    assert_eq!(replay.outcome, Outcome::Accepted);
+    assert_eq!((bearer_of(first), bearer_of(replay)), (old, new));
+    assert_eq!(replay.method, first.method);
+    assert_eq!(replay.path, first.path);
+    assert_eq!(replay.query.as_deref(), Some("describe=true&limit=5"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(&replay.body[..], b"q=SELECT+id+FROM+documents");
+    let without_token = |headers: &http::HeaderMap| {
+        let mut headers = headers.clone();
+        headers.remove(AUTHORIZATION);
+        headers
+    };
+    assert_eq!(
+        without_token(&replay.headers),
+        without_token(&first.headers)
+    );
+    let custom: Vec<_> = replay.headers.get_all("x-custom").iter().collect();
+    assert_eq!(custom, ["first", "second"]);
+    assert_eq!(layer.handle().status().replays, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn other_vault_errors_reach_the_caller_byte_for_byte() {
     let _clock = hold_clock();
