@@ -67,7 +67,8 @@
 //! 3. on a rejection, drops the token only if it is still the current one (a token fetched since
 //!    is kept), asks the source once for every request rejected with that token, and sends each of
 //!    them again, once, with the new token, if its body can be reproduced: no body, or an
-//!    in-memory one (`Full<Bytes>`, `Empty<Bytes>`, `String`, `Bytes`) of at most 64 KiB. A
+//!    in-memory one (`Full<Bytes>`, `Empty<Bytes>`, `String`, or `Full`/`Empty` over
+//!    `&'static [u8]`) of at most 64 KiB. A
 //!    streaming body cannot be sent twice: that caller gets Vault's answer, and the next request
 //!    carries the new token. A request is never sent more than twice.
 //! 4. If the source hands back the very token that was rejected (a static source, a file nobody
