@@ -199,6 +199,65 @@ impl<S, B, R> Ctx<S, B, R> {
     }
 }
 
+/// What a response to a request sent with a token leads to.
+enum Step<S, B, ResB>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    /// The caller's answer.
+    Done(Answer<ResB>),
+    /// The state to go on in.
+    Next(State<S, B, ResB>),
+}
+
+impl<S, B, R: FailureRule> Ctx<S, B, R> {
+    /// Judges the head of a response to a request sent with a token: the common pass inline, the
+    /// rest out of line.
+    #[inline]
+    fn on_response<ResB: Body>(&mut self, response: Response<ResB>) -> Step<S, B, ResB>
+    where
+        S: Service<Request<B>, Response = Response<ResB>>,
+    {
+        if response.extensions().get::<ForeignAnswer>().is_some() {
+            // Another host answered (a redirect followed beneath the layer): its verdict is not
+            // Vault's.
+            return Step::Done(response.map(ResponseBody::new));
+        }
+        match self.rule.check_head(response.status(), response.headers()) {
+            Verdict::Pass => Step::Done(response.map(ResponseBody::new)),
+            verdict => self.on_suspect(response, verdict),
+        }
+    }
+
+    /// A response that is a rejection, or may be one once its body is read.
+    #[inline(never)]
+    fn on_suspect<ResB: Body>(
+        &mut self,
+        response: Response<ResB>,
+        verdict: Verdict,
+    ) -> Step<S, B, ResB>
+    where
+        S: Service<Request<B>, Response = Response<ResB>>,
+    {
+        if verdict == Verdict::InspectBody {
+            return match Inspection::start(response, self.inspect_limit as usize) {
+                Started::Reading(inspection) => Step::Next(State::Inspecting {
+                    inspection: Box::new(inspection),
+                }),
+                Started::TooLarge(response) => Step::Done(response),
+            };
+        }
+        match self.rejected(response.map(ResponseBody::new)) {
+            Rejection::Wait(wait, response) => Step::Next(State::Reacquiring {
+                wait,
+                response: Some(Box::new(response)),
+            }),
+            Rejection::Done(response) => Step::Done(response),
+        }
+    }
+}
+
 enum Rejection<ResB: Body> {
     Wait(BoxReacquired, Answer<ResB>),
     Done(Answer<ResB>),
@@ -222,11 +281,40 @@ where
 {
     type Output = Result<Answer<ResB>, BoxError>;
 
+    /// The common case, a response to a request sent with a token that Vault did not reject, is
+    /// handled here, small enough to inline into the caller; every other state in
+    /// [`poll_states`](Self::poll_states).
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let StateProj::Sent { fut } = this.state.as_mut().project() {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            match this.ctx.on_response(response) {
+                Step::Done(answer) => return Poll::Ready(Ok(answer)),
+                Step::Next(next) => this.state.set(next),
+            }
+        }
+        Self::poll_states(this.state, this.ctx, cx)
+    }
+}
+
+impl<S, B, ResB, R> ResponseFuture<S, B, ResB, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    ResB: Body,
+    R: FailureRule,
+{
+    /// Drives the state machine to the answer, or to a point where it must wait.
+    #[inline(never)]
+    fn poll_states(
+        mut state: Pin<&mut State<S, B, ResB>>,
+        ctx: &mut Ctx<S, B, R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Answer<ResB>, BoxError>> {
         loop {
-            let ctx = &mut *this.ctx;
-            let next = match this.state.as_mut().project() {
+            let next = match state.as_mut().project() {
                 StateProj::PassThrough { fut } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
                     return Poll::Ready(Ok(response.map(ResponseBody::new)));
@@ -268,31 +356,9 @@ where
                 }
                 StateProj::Sent { fut } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    let rule = &ctx.rule;
-                    if response.extensions().get::<ForeignAnswer>().is_some() {
-                        // Another host answered (a redirect followed beneath the layer): its
-                        // verdict is not Vault's.
-                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                    }
-                    match rule.check_head(response.status(), response.headers()) {
-                        Verdict::Pass => return Poll::Ready(Ok(response.map(ResponseBody::new))),
-                        Verdict::AuthFailure => {
-                            match ctx.rejected(response.map(ResponseBody::new)) {
-                                Rejection::Wait(wait, response) => State::Reacquiring {
-                                    wait,
-                                    response: Some(Box::new(response)),
-                                },
-                                Rejection::Done(response) => return Poll::Ready(Ok(response)),
-                            }
-                        }
-                        Verdict::InspectBody => {
-                            match Inspection::start(response, ctx.inspect_limit as usize) {
-                                Started::Reading(inspection) => State::Inspecting {
-                                    inspection: Box::new(inspection),
-                                },
-                                Started::TooLarge(response) => return Poll::Ready(Ok(response)),
-                            }
-                        }
+                    match ctx.on_response(response) {
+                        Step::Done(answer) => return Poll::Ready(Ok(answer)),
+                        Step::Next(next) => next,
                     }
                 }
                 StateProj::Inspecting { inspection } => {
@@ -361,7 +427,7 @@ where
                     }
                 }
             };
-            this.state.set(next);
+            state.set(next);
         }
     }
 }

@@ -27,7 +27,9 @@ const POOL_SIZE: usize = 64;
 const KEEP_BYTES: usize = 8 * 1024;
 
 thread_local! {
-    /// Each thread's spare heads.
+    /// Each thread's spare heads. Boxed: a head moves between the pool and a response future,
+    /// which carries only the pointer.
+    #[allow(clippy::vec_box)]
     static POOL: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -106,7 +108,7 @@ impl<B: 'static> BodyCopy<B> {
             return cast(*empty).map(Self::Value);
         }
         if let Some(full) = body.downcast_ref::<Full<&'static [u8]>>() {
-            return cast(full.clone()).map(Self::Value);
+            return cast(*full).map(Self::Value);
         }
         if let Some(empty) = body.downcast_ref::<Empty<&'static [u8]>>() {
             return cast(*empty).map(Self::Value);

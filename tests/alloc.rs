@@ -263,8 +263,11 @@ fn the_counter_counts_this_thread_only() {
     });
 }
 
-/// The request kinds measured, by name.
-const KINDS: [(&str, fn() -> u64, fn(bool) -> u64); 6] = [
+/// A request kind: its name, the baseline's allocations, and `VaultAuth`'s (with replay or not).
+type Kind = (&'static str, fn() -> u64, fn(bool) -> u64);
+
+/// The request kinds measured.
+const KINDS: [Kind; 6] = [
     (
         "minimal",
         || baseline(minimal),
