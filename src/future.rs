@@ -281,9 +281,8 @@ where
 {
     type Output = Result<Answer<ResB>, BoxError>;
 
-    /// The common case, a response to a request sent with a token that Vault did not reject, is
-    /// handled here, small enough to inline into the caller; every other state in
-    /// [`poll_states`](Self::poll_states).
+    // The common case, a response to a request sent with a token that Vault did not reject, is
+    // handled here, small enough to inline into the caller; every other state in `poll_states`.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();

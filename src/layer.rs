@@ -112,9 +112,13 @@ impl VaultOrigin {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return false;
         };
-        // Schemes are parsed to an enum for http and https: comparing the names is a match and a
-        // fixed-length compare, cheaper than `Scheme`'s own (case-folding) equality.
-        let scheme_ok = scheme.as_str() == if self.https { "https" } else { "http" };
+        // Schemes are parsed to an enum for http and https: comparing the name with a constant is
+        // a match and a fixed-length compare, cheaper than `Scheme`'s own (case-folding) equality.
+        let scheme_ok = if self.https {
+            scheme.as_str() == "https"
+        } else {
+            scheme.as_str() == "http"
+        };
         let authority = authority.as_str();
         scheme_ok
             && (self
@@ -590,23 +594,11 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let admission = if shared.is_vault_uri(req.uri()) {
-            shared.admit_headers(req.headers_mut())
-        } else {
-            shared.admit_foreign(&Target::of(req.uri()))
-        };
-        match admission {
-            Admission::Authenticate => {}
-            Admission::PassThrough => {
-                return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone())
-            }
-            Admission::Foreign => {
-                strip_vault_tokens(req.headers_mut());
-                return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone());
-            }
-            Admission::Refuse(refused) => {
-                return ResponseFuture::failed(refused.into(), self.rule.clone())
-            }
+        if !shared.is_vault_uri(req.uri()) {
+            return self.call_foreign(req);
+        }
+        if let Admission::PassThrough = shared.admit_headers(req.headers_mut()) {
+            return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone());
         }
         match shared.cache.current() {
             Some((generation, header)) => {
@@ -633,6 +625,29 @@ where
                     ready,
                     self.rule.clone(),
                 )
+            }
+        }
+    }
+}
+
+impl<S, R> VaultAuth<S, R> {
+    /// A request for another host: let through without any Vault token, or refused. Out of line:
+    /// the request path is for the Vault's requests.
+    #[inline(never)]
+    fn call_foreign<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody, ResBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body,
+        R: Clone,
+    {
+        match self.shared.admit_foreign(&Target::of(req.uri())) {
+            Admission::Refuse(refused) => ResponseFuture::failed(refused.into(), self.rule.clone()),
+            _ => {
+                strip_vault_tokens(req.headers_mut());
+                ResponseFuture::pass_through(self.inner.call(req), self.rule.clone())
             }
         }
     }
