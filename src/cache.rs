@@ -384,12 +384,49 @@ impl Cache {
         if stamp == NO_TOKEN {
             return None;
         }
+        self.current_at(stamp)
+    }
+
+    /// Puts the current token's header into `headers` as `Authorization`, and returns its
+    /// generation; `None` (and `headers` untouched) if no usable token is held.
+    ///
+    /// The request path's form of [`current`](Self::current): in steady state this thread's copy
+    /// is cloned straight into the map, one check of the stamp and of the thread's first slot.
+    #[inline]
+    pub(crate) fn attach(&self, headers: &mut http::HeaderMap) -> Option<u64> {
+        let stamp = self.stamp.load(Ordering::Acquire);
+        if stamp == NO_TOKEN {
+            return None;
+        }
+        let hit = LOCAL.try_with(|slots| {
+            let slots = slots.borrow();
+            match slots.first() {
+                Some(slot) if slot.cache == self.id && slot.generation == stamp => {
+                    headers.insert(http::header::AUTHORIZATION, slot.header.clone());
+                    true
+                }
+                _ => false,
+            }
+        });
+        if hit == Ok(true) {
+            return Some(stamp);
+        }
+        let (generation, header) = self.current_at(stamp)?;
+        headers.insert(http::header::AUTHORIZATION, header);
+        Some(generation)
+    }
+
+    /// [`current`](Self::current) after the stamp was read.
+    #[inline(never)]
+    fn current_at(&self, stamp: u64) -> Option<(u64, HeaderValue)> {
         LOCAL
             .try_with(|slots| {
                 let mut slots = slots.borrow_mut();
-                if let Some(slot) = slots.iter().find(|s| s.cache == self.id) {
-                    if slot.generation == stamp {
-                        return Some((stamp, slot.header.clone()));
+                if let Some(at) = slots.iter().position(|s| s.cache == self.id) {
+                    if slots[at].generation == stamp {
+                        // To the front, where `attach` looks first.
+                        slots[..=at].rotate_right(1);
+                        return Some((stamp, slots[0].header.clone()));
                     }
                 }
                 self.refresh_local(&mut slots)
@@ -411,10 +448,9 @@ impl Cache {
         };
         let found = (credential.generation, copy.header.clone());
         slots.retain(|s| s.cache != self.id);
-        if slots.len() == LOCAL_SLOTS {
-            slots.remove(0);
-        }
-        slots.push(copy);
+        // The newest copy goes first, where `attach` looks; the oldest falls off the end.
+        slots.truncate(LOCAL_SLOTS - 1);
+        slots.insert(0, copy);
         Some(found)
     }
 
@@ -1078,5 +1114,73 @@ mod tests {
         let delays: Vec<_> = (1..=8).map(|n| backoff.delay(n, true).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff.delay(u32::MAX, true), Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod local_copy_tests {
+    use super::*;
+    use crate::source::RotatingToken;
+    use crate::AccessToken;
+
+    /// A cache whose source hands out `veeva-vault-layer{index}-{n}` for its n-th fetch.
+    fn cache(index: usize) -> Arc<Cache> {
+        let fetches = Arc::new(AtomicU64::new(0));
+        let source = RotatingToken::new(move || {
+            let n = fetches.fetch_add(1, Ordering::Relaxed) + 1;
+            async move { AccessToken::new(format!("veeva-vault-layer{index}-{n}")).map_err(Into::into) }
+        });
+        Cache::new(Arc::new(source), CacheConfig::default())
+    }
+
+    fn attached(cache: &Cache) -> Option<(u64, String)> {
+        let mut headers = http::HeaderMap::new();
+        let generation = cache.attach(&mut headers)?;
+        let value = headers[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        Some((generation, value))
+    }
+
+    fn slots_held() -> usize {
+        LOCAL.with(|slots| slots.borrow().len())
+    }
+
+    #[tokio::test]
+    async fn one_thread_serves_many_layers_each_its_own_token() {
+        let caches: Vec<_> = (0..LOCAL_SLOTS + 3).map(cache).collect();
+        for cache in &caches {
+            assert_eq!(attached(cache), None, "no token before the first fetch");
+            assert!(matches!(cache.force_refresh().await, Outcome::Installed(_)));
+        }
+        // Interleaved, more layers than slots: every request gets its own layer's token.
+        for round in 0..3 {
+            for (index, cache) in caches.iter().enumerate().rev() {
+                let (_, value) = attached(cache).expect("a token");
+                assert_eq!(
+                    value,
+                    format!("Bearer veeva-vault-layer{index}-1"),
+                    "round {round}"
+                );
+                assert!(slots_held() <= LOCAL_SLOTS);
+            }
+        }
+        // One layer rotates: its next request carries the new token, the others keep theirs.
+        assert!(matches!(
+            caches[2].force_refresh().await,
+            Outcome::Installed(_)
+        ));
+        for (index, cache) in caches.iter().enumerate() {
+            let n = if index == 2 { 2 } else { 1 };
+            let (generation, value) = attached(cache).expect("a token");
+            assert_eq!(value, format!("Bearer veeva-vault-layer{index}-{n}"));
+            assert_eq!(Some(generation), current_generation(&cache.current));
+        }
+        // Invalidated: nothing attached, the map untouched.
+        caches[0].invalidate();
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(caches[0].attach(&mut headers), None);
+        assert!(headers.is_empty());
     }
 }

@@ -159,13 +159,14 @@ where
         request: Request<B>,
         service: S,
         rule: R,
+        replay: Option<ReplayCopy<B, S>>,
     ) -> Self {
         let ctx = Ctx {
             rule,
             cache: shared.cache.id(),
             generation: 0,
             inspect_limit: shared.inspect_limit_u32(),
-            replay: None,
+            replay,
             replayed: false,
         };
         Self::with(
@@ -343,11 +344,10 @@ where
                         }
                         None => return Poll::Ready(Err(TokenUnavailable::gone().into())),
                     };
-                    let (Some(mut request), Some(mut service)) = (request.take(), service.take())
+                    let (Some(request), Some(mut service)) = (request.take(), service.take())
                     else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    ctx.replay = ReplayCopy::of(&mut request, shared.replay_limit, &service);
                     ctx.generation = generation;
                     State::Sent {
                         fut: send(&mut service, request, header),

@@ -600,18 +600,16 @@ where
         if let Admission::PassThrough = shared.admit_headers(req.headers_mut()) {
             return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone());
         }
-        match shared.cache.current() {
-            Some((generation, header)) => {
-                let replay = ReplayCopy::of(&mut req, shared.replay_limit, &self.inner);
-                req.headers_mut().insert(AUTHORIZATION, header);
-                ResponseFuture::sent(
-                    self.inner.call(req),
-                    self.rule.clone(),
-                    shared,
-                    generation,
-                    replay,
-                )
-            }
+        // The copy for a replay is taken first: it must not hold the token.
+        let replay = ReplayCopy::of(&mut req, shared.replay_limit, &self.inner);
+        match shared.cache.attach(req.headers_mut()) {
+            Some(generation) => ResponseFuture::sent(
+                self.inner.call(req),
+                self.rule.clone(),
+                shared,
+                generation,
+                replay,
+            ),
             None => {
                 // The ready service goes with the request; the clone left here is polled ready
                 // before its next call, as tower requires.
@@ -624,6 +622,7 @@ where
                     req,
                     ready,
                     self.rule.clone(),
+                    replay,
                 )
             }
         }
