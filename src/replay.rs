@@ -160,11 +160,10 @@ impl HeadCopy {
     /// Copies the head of `req`.
     #[inline]
     pub(crate) fn of<B>(req: &Request<B>) -> Self {
-        let mut head = POOL
-            .try_with(|pool| pool.borrow_mut().pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut head = match POOL.try_with(|pool| pool.borrow_mut().pop()) {
+            Ok(Some(head)) => head,
+            _ => new_head(),
+        };
         head.method.clone_from(req.method());
         head.version = req.version();
         let uri = req.uri();
@@ -236,6 +235,12 @@ impl HeadCopy {
         *request.extensions_mut() = head.extensions.clone();
         Some(request)
     }
+}
+
+/// A head for a thread whose pool is empty (or gone).
+#[cold]
+fn new_head() -> Box<Head> {
+    Box::default()
 }
 
 impl Drop for HeadCopy {
