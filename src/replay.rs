@@ -9,7 +9,7 @@
 //! string, a body from `serde_json::to_vec`) allocates its shared form. The request is built
 //! again from the bytes only if Vault rejects the token.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -50,7 +50,7 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
     #[inline]
     pub(crate) fn of(req: &mut Request<B>, limit: Option<u64>, service: &S) -> Option<Self> {
         let size = req.body().size_hint();
-        if size.upper() != Some(size.lower()) || size.lower() > limit? {
+        if size.upper() != Some(size.lower()) || size.lower() > limit? || !BodyCopy::<B>::knows() {
             return None;
         }
         let mut head = HeadCopy::of(req);
@@ -85,6 +85,18 @@ enum BodyCopy<B> {
 }
 
 impl<B: 'static> BodyCopy<B> {
+    /// Whether bodies of type `B` can be copied: checked before anything is copied, so that a
+    /// stack whose body type is not replayable (a boxed or streaming body) pays nothing.
+    #[inline]
+    fn knows() -> bool {
+        let id = TypeId::of::<B>();
+        id == TypeId::of::<Full<Bytes>>()
+            || id == TypeId::of::<String>()
+            || id == TypeId::of::<Empty<Bytes>>()
+            || id == TypeId::of::<Full<&'static [u8]>>()
+            || id == TypeId::of::<Empty<&'static [u8]>>()
+    }
+
     fn of(body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
         let body: &mut dyn Any = body;
         if let Some(full) = body.downcast_mut::<Full<Bytes>>() {
@@ -160,6 +172,8 @@ impl HeadCopy {
     /// Copies the head of `req`.
     #[inline]
     pub(crate) fn of<B>(req: &Request<B>) -> Self {
+        #[cfg(test)]
+        tests::COPIES.with(|copies| copies.set(copies.get() + 1));
         let mut head = match POOL.try_with(|pool| pool.borrow_mut().pop()) {
             Ok(Some(head)) => head,
             _ => new_head(),
@@ -396,6 +410,26 @@ mod tests {
 
     fn spare_heads() -> usize {
         POOL.with(|pool| pool.borrow().len())
+    }
+
+    thread_local! {
+        /// Heads copied on this thread.
+        pub(super) static COPIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn copies() -> usize {
+        COPIES.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn a_body_type_that_cannot_be_copied_costs_no_copy_of_the_head() {
+        let before = copies();
+        let boxed = http_body_util::BodyExt::boxed(Full::new(Bytes::from_static(b"x")));
+        assert!(copied(boxed, 1 << 20).is_none());
+        assert!(copied(Chunks(None), 1 << 20).is_none());
+        assert_eq!(copies(), before, "no head was copied");
+        assert!(copied(Full::new(Bytes::from_static(b"x")), 1 << 20).is_some());
+        assert_eq!(copies(), before + 1, "a known body type's head was");
     }
 
     #[test]
