@@ -399,7 +399,11 @@ impl Cache {
             return None;
         }
         let hit = LOCAL.try_with(|slots| {
-            let slots = slots.borrow();
+            // `try_`: the insert below drops the request's old value, whose drop could (in
+            // theory) send a request through a layer on this thread; that one takes the slow way.
+            let Ok(slots) = slots.try_borrow() else {
+                return false;
+            };
             match slots.first() {
                 Some(slot) if slot.cache == self.id && slot.generation == stamp => {
                     headers.insert(http::header::AUTHORIZATION, slot.header.clone());
@@ -421,7 +425,10 @@ impl Cache {
     fn current_at(&self, stamp: u64) -> Option<(u64, HeaderValue)> {
         LOCAL
             .try_with(|slots| {
-                let mut slots = slots.borrow_mut();
+                let Ok(mut slots) = slots.try_borrow_mut() else {
+                    // In use further up this thread's stack: use the shared value.
+                    return self.shared_value();
+                };
                 if let Some(at) = slots.iter().position(|s| s.cache == self.id) {
                     if slots[at].generation == stamp {
                         // To the front, where `attach` looks first.
@@ -431,11 +438,14 @@ impl Cache {
                 }
                 self.refresh_local(&mut slots)
             })
-            .unwrap_or_else(|_| {
-                // The thread is shutting down and its locals are gone: use the shared value.
-                let credential = self.current.load_full()?;
-                Some((credential.generation, credential.header.clone()))
-            })
+            // The thread is shutting down and its locals are gone: use the shared value.
+            .unwrap_or_else(|_| self.shared_value())
+    }
+
+    /// The current token's generation and the shared copy of its header.
+    fn shared_value(&self) -> Option<(u64, HeaderValue)> {
+        let credential = self.current.load_full()?;
+        Some((credential.generation, credential.header.clone()))
     }
 
     #[cold]

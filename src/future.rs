@@ -379,16 +379,20 @@ where
                 StateProj::Reacquiring { wait, response } => {
                     let decision = ready!(wait.as_mut().poll(cx));
                     let response = response.take().map(|r| *r);
-                    let copy = ctx.replay.take().and_then(ReplayCopy::rebuild);
-                    match (decision, copy) {
-                        (Reacquired::Replay, Some((request, service))) => State::Replaying {
+                    // The request is built again only if it is going to be sent again.
+                    let copy = match (decision, ctx.replay.take()) {
+                        (Reacquired::Replay, Some(copy)) => copy.rebuild(),
+                        _ => None,
+                    };
+                    match copy {
+                        Some((request, service)) => State::Replaying {
                             replaying: Box::new(Replaying {
                                 service,
                                 request: Some(request),
                                 response,
                             }),
                         },
-                        (_, _) => {
+                        None => {
                             return Poll::Ready(
                                 response.ok_or_else(|| "polled after completion".into()),
                             )

@@ -15,10 +15,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body::Body;
 use http_body_util::{Empty, Full};
 use zeroize::Zeroize;
+
+use crate::token::wiped_copy;
+use crate::trace::event;
 
 /// How many spare heads a thread keeps.
 const POOL_SIZE: usize = 64;
@@ -53,7 +57,14 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
         if size.upper() != Some(size.lower()) || size.lower() > limit? || !BodyCopy::<B>::knows() {
             return None;
         }
-        let mut head = HeadCopy::of(req);
+        // The size was checked against `limit`; the bytes of a body kept in the buffer fit the
+        // room made for them.
+        let body_len = if BodyCopy::<B>::keeps_bytes() {
+            usize::try_from(size.lower()).ok()?
+        } else {
+            0
+        };
+        let mut head = HeadCopy::of(req, body_len);
         let body = BodyCopy::of(req.body_mut(), head.text())?;
         Some(Self {
             head,
@@ -65,11 +76,20 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
 
 impl<B: 'static, S> ReplayCopy<B, S> {
     /// The request again, and the service to send it through; `None` only if the copy cannot be
-    /// read back, which a copy of a valid request always can.
+    /// read back (which a copy of a valid request always can; the failure is logged).
     pub(crate) fn rebuild(self) -> Option<(Request<B>, S)> {
-        let body = self.body.rebuild(self.head.body_bytes()?)?;
-        let request = self.head.rebuild(body)?;
-        Some((request, self.service))
+        let rebuilt = self
+            .head
+            .body_bytes()
+            .and_then(|bytes| self.body.rebuild(bytes))
+            .and_then(|body| self.head.rebuild(body));
+        if rebuilt.is_none() {
+            event!(
+                warn,
+                "could not build the request again for a replay; the caller gets Vault's answer"
+            );
+        }
+        Some((rebuilt?, self.service))
     }
 }
 
@@ -95,6 +115,13 @@ impl<B: 'static> BodyCopy<B> {
             || id == TypeId::of::<Empty<Bytes>>()
             || id == TypeId::of::<Full<&'static [u8]>>()
             || id == TypeId::of::<Empty<&'static [u8]>>()
+    }
+
+    /// Whether the bytes of bodies of type `B` are kept in the head's buffer.
+    #[inline]
+    fn keeps_bytes() -> bool {
+        let id = TypeId::of::<B>();
+        id == TypeId::of::<Full<Bytes>>() || id == TypeId::of::<String>()
     }
 
     fn of(body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
@@ -131,7 +158,7 @@ impl<B: 'static> BodyCopy<B> {
     fn rebuild(self, bytes: &[u8]) -> Option<B> {
         match self {
             Self::Value(body) => Some(body),
-            Self::Full => cast(Full::new(Bytes::copy_from_slice(bytes))),
+            Self::Full => cast(Full::new(wiped_copy(bytes))),
             Self::String => cast(String::from_utf8(bytes.to_vec()).ok()?),
         }
     }
@@ -154,8 +181,16 @@ struct Head {
     method: Method,
     version: Version,
     extensions: Extensions,
-    /// The URI, each header's name and value, then the body's bytes if they are kept here.
+    /// The URI's scheme, authority and path-and-query, each header's name and value, then the
+    /// body's bytes if they are kept here. Allocated at its full size before anything is written,
+    /// so that it never moves: a reallocation would free a block still holding the caller's
+    /// bytes, unwiped.
     text: Vec<u8>,
+    /// Where the scheme, the authority and the path-and-query end in `text` (each part is empty
+    /// when the URI has none): the URI is rebuilt part by part, so that no part can run into the
+    /// next as it could if the whole string were parsed again.
+    scheme_end: usize,
+    authority_end: usize,
     uri_end: usize,
     headers: Vec<HeaderSpan>,
 }
@@ -169,33 +204,46 @@ struct HeaderSpan {
 }
 
 impl HeadCopy {
-    /// Copies the head of `req`.
+    /// Copies the head of `req`, with room for `body_len` more bytes.
     #[inline]
-    pub(crate) fn of<B>(req: &Request<B>) -> Self {
+    pub(crate) fn of<B>(req: &Request<B>, body_len: usize) -> Self {
         #[cfg(test)]
         tests::COPIES.with(|copies| copies.set(copies.get() + 1));
-        let mut head = match POOL.try_with(|pool| pool.borrow_mut().pop()) {
+        let head = match POOL.try_with(|pool| pool.borrow_mut().pop()) {
             Ok(Some(head)) => head,
             _ => new_head(),
         };
+        // Held by the copy from here on: if anything below panics (an extension's `Clone`), the
+        // buffer is still wiped.
+        let mut copy = Self(Some(head));
+        let Some(head) = copy.0.as_deref_mut() else {
+            return copy;
+        };
+        let uri = req.uri();
+        let scheme = uri.scheme_str().unwrap_or_default();
+        let authority = uri.authority().map_or("", |authority| authority.as_str());
+        let path_and_query = uri.path_and_query().map_or("", |pq| pq.as_str());
+        let headers_len: usize = if req.headers().is_empty() {
+            0
+        } else {
+            req.headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum()
+        };
+        let needed = scheme.len() + authority.len() + path_and_query.len() + headers_len + body_len;
+        if head.text.capacity() < needed {
+            // The old buffer is empty and was wiped when it went back to the pool.
+            head.text = Vec::with_capacity(needed);
+        }
         head.method.clone_from(req.method());
         head.version = req.version();
-        let uri = req.uri();
         let text = &mut head.text;
-        match uri.scheme_str() {
-            Some("https") => text.extend_from_slice(b"https://"),
-            Some(scheme) => {
-                text.extend_from_slice(scheme.as_bytes());
-                text.extend_from_slice(b"://");
-            }
-            None => {}
-        }
-        if let Some(authority) = uri.authority() {
-            text.extend_from_slice(authority.as_str().as_bytes());
-        }
-        if let Some(path_and_query) = uri.path_and_query() {
-            text.extend_from_slice(path_and_query.as_str().as_bytes());
-        }
+        text.extend_from_slice(scheme.as_bytes());
+        head.scheme_end = text.len();
+        text.extend_from_slice(authority.as_bytes());
+        head.authority_end = text.len();
+        text.extend_from_slice(path_and_query.as_bytes());
         head.uri_end = text.len();
         for (name, value) in req.headers() {
             text.extend_from_slice(name.as_str().as_bytes());
@@ -210,7 +258,7 @@ impl HeadCopy {
         if !req.extensions().is_empty() {
             head.extensions = req.extensions().clone();
         }
-        Self(Some(head))
+        copy
     }
 
     /// The buffer, for the body's bytes to follow the head's.
@@ -228,26 +276,49 @@ impl HeadCopy {
         head.text.get(end..)
     }
 
-    /// Builds the request again around `body`.
+    /// Builds the request again around `body`; `None` if a part does not parse again (which a
+    /// part copied from a valid request always does) or the headers would not fit a map.
     fn rebuild<B>(&self, body: B) -> Option<Request<B>> {
         let head = self.0.as_deref()?;
         let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
         *request.version_mut() = head.version;
-        *request.uri_mut() = Uri::try_from(&head.text[..head.uri_end]).ok()?;
+        *request.uri_mut() = head.uri()?;
         let headers = request.headers_mut();
-        headers.reserve(head.headers.len());
         let mut start = head.uri_end;
         for span in &head.headers {
             let name = HeaderName::from_bytes(&head.text[start..span.name_end]).ok()?;
-            let mut value =
-                HeaderValue::from_bytes(&head.text[span.name_end..span.value_end]).ok()?;
+            let mut value = HeaderValue::from_maybe_shared(wiped_copy(
+                &head.text[span.name_end..span.value_end],
+            ))
+            .ok()?;
             value.set_sensitive(span.sensitive);
-            headers.append(name, value);
+            headers.try_append(name, value).ok()?;
             start = span.value_end;
         }
         *request.extensions_mut() = head.extensions.clone();
         Some(request)
+    }
+}
+
+impl Head {
+    /// The URI, from its parts.
+    fn uri(&self) -> Option<Uri> {
+        let part = |range: std::ops::Range<usize>| {
+            let bytes = &self.text[range];
+            (!bytes.is_empty()).then(|| wiped_copy(bytes))
+        };
+        let mut parts = http::uri::Parts::default();
+        if let Some(scheme) = part(0..self.scheme_end) {
+            parts.scheme = Some(Scheme::try_from(&scheme[..]).ok()?);
+        }
+        if let Some(authority) = part(self.scheme_end..self.authority_end) {
+            parts.authority = Some(Authority::from_maybe_shared(authority).ok()?);
+        }
+        if let Some(path_and_query) = part(self.authority_end..self.uri_end) {
+            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path_and_query).ok()?);
+        }
+        Uri::from_parts(parts).ok()
     }
 }
 
@@ -310,7 +381,7 @@ mod tests {
     #[test]
     fn a_head_comes_back_as_it_was() {
         let original = request();
-        let copy = HeadCopy::of(&original);
+        let copy = HeadCopy::of(&original, 0);
         let again = copy.rebuild(()).expect("rebuilt");
         assert_eq!(again.method(), original.method());
         assert_eq!(again.version(), original.version());
@@ -323,12 +394,98 @@ mod tests {
         assert_eq!(again.extensions().get::<u32>(), Some(&42));
     }
 
+    fn round_trip(original: &Request<()>) -> Request<()> {
+        HeadCopy::of(original, 0).rebuild(()).expect("rebuilt")
+    }
+
+    /// Rebuilt part by part: a path that does not start with `/` cannot run into the authority.
+    #[test]
+    fn each_part_of_the_uri_comes_back_as_it_was() {
+        for path in [
+            "*",
+            "/api/v26.2/objects?q=1",
+            "/a%20b/%F0%9F%98%80?x=@y",
+            "/",
+        ] {
+            let Ok(uri) = Uri::builder()
+                .scheme("https")
+                .authority("user:pa%40ss@myvault.veevavault.com:443")
+                .path_and_query(path)
+                .build()
+            else {
+                continue;
+            };
+            let original = Request::get(uri).body(()).unwrap();
+            let again = round_trip(&original);
+            assert_eq!(again.uri().scheme(), original.uri().scheme(), "{path}");
+            assert_eq!(
+                again.uri().authority(),
+                original.uri().authority(),
+                "{path}"
+            );
+            assert_eq!(again.uri().host(), Some("myvault.veevavault.com"), "{path}");
+            assert_eq!(
+                again.uri().path_and_query(),
+                original.uri().path_and_query(),
+                "{path}"
+            );
+        }
+        let ipv6 = Request::get("https://[::1]:8443/x?y").body(()).unwrap();
+        assert_eq!(round_trip(&ipv6).uri(), ipv6.uri());
+    }
+
+    /// `Uri`'s own parser refuses a whole URI over 64 KiB that its parts can add up to.
+    #[test]
+    fn a_uri_longer_than_a_parsed_one_may_be_comes_back() {
+        let path = format!("/api/{}", "a".repeat(65_520));
+        let uri = Uri::builder()
+            .scheme("https")
+            .authority("myvault.veevavault.com")
+            .path_and_query(path.as_str())
+            .build()
+            .unwrap();
+        let original = Request::get(uri).body(()).unwrap();
+        assert_eq!(round_trip(&original).uri().path(), path);
+    }
+
+    /// Many values under one name fill a map by values, not names: no capacity reserved by count.
+    #[test]
+    fn many_values_of_one_header_come_back() {
+        let mut original = Request::get("https://h/").body(()).unwrap();
+        for i in 0..30_000_u64 {
+            original.headers_mut().append("x-dup", HeaderValue::from(i));
+        }
+        let again = round_trip(&original);
+        assert_eq!(again.headers().get_all("x-dup").iter().count(), 30_000);
+        assert_eq!(again.headers(), original.headers());
+    }
+
+    #[test]
+    fn the_buffer_is_made_once_at_full_size() {
+        let mut original = Request::get("https://myvault.veevavault.com/a/long/path?q=1")
+            .body(String::from("name__v=secret"))
+            .unwrap();
+        for i in 0..40 {
+            original.headers_mut().insert(
+                HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                HeaderValue::from_static("padding"),
+            );
+        }
+        let copy = ReplayCopy::of(&mut original, Some(1024), &()).expect("copied");
+        let head = copy.head.0.as_deref().expect("a head");
+        assert_eq!(
+            head.text.len(),
+            head.text.capacity(),
+            "exact size, never grown"
+        );
+    }
+
     #[test]
     fn an_authority_without_a_path_comes_back_with_the_root() {
         let original = Request::get("https://myvault.veevavault.com")
             .body(())
             .unwrap();
-        let again = HeadCopy::of(&original).rebuild(()).expect("rebuilt");
+        let again = HeadCopy::of(&original, 0).rebuild(()).expect("rebuilt");
         assert_eq!(again.uri().authority(), original.uri().authority());
         assert_eq!(again.uri().path(), "/");
     }
@@ -435,14 +592,14 @@ mod tests {
     #[test]
     fn heads_are_reused_wiped() {
         let before = spare_heads();
-        drop(HeadCopy::of(&request()));
+        drop(HeadCopy::of(&request(), 0));
         assert_eq!(spare_heads(), before + 1, "the head went back to the pool");
-        let second = HeadCopy::of(&Request::get("https://h/x").body(()).unwrap());
+        let second = HeadCopy::of(&Request::get("https://h/x").body(()).unwrap(), 0);
         assert_eq!(spare_heads(), before, "a spare head was taken");
         let head = second.0.as_deref().expect("a head");
         assert_eq!(
             &head.text[..],
-            b"https://h/x",
+            b"httpsh/x",
             "nothing of the old request is left"
         );
         assert!(head.headers.is_empty());
@@ -458,7 +615,7 @@ mod tests {
             .body(())
             .unwrap();
         let before = spare_heads();
-        drop(HeadCopy::of(&request));
+        drop(HeadCopy::of(&request, 0));
         assert_eq!(
             spare_heads(),
             before.saturating_sub(1),
@@ -466,7 +623,7 @@ mod tests {
         );
 
         let many: Vec<_> = (0..POOL_SIZE + 10)
-            .map(|_| HeadCopy::of(&Request::get("https://h/").body(()).unwrap()))
+            .map(|_| HeadCopy::of(&Request::get("https://h/").body(()).unwrap(), 0))
             .collect();
         drop(many);
         assert_eq!(spare_heads(), POOL_SIZE);

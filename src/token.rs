@@ -149,6 +149,11 @@ impl fmt::Debug for AccessToken {
 /// Bytes that are zeroed when dropped; the owner behind each pre-built header value.
 struct WipedOnDrop(Vec<u8>);
 
+/// A copy of `bytes` in memory that is zeroed when the last clone of the result drops.
+pub(crate) fn wiped_copy(bytes: &[u8]) -> Bytes {
+    Bytes::from_owner(WipedOnDrop(bytes.to_vec()))
+}
+
 impl AsRef<[u8]> for WipedOnDrop {
     fn as_ref(&self) -> &[u8] {
         &self.0
