@@ -177,12 +177,6 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Settings the request path reads; fixed when the layer is built.
-///
-/// Aligned to 128 bytes (two cache lines, the unit x86 prefetches in pairs) so that in the `Arc`
-/// that holds it the reference counts sit on lines of their own: cloning and dropping services
-/// (`svc.clone().oneshot(req)`) writes the counts, and must not evict the fields every request
-/// reads from the other cores' caches.
-#[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) cache: Arc<Cache>,
     origin: VaultOrigin,
