@@ -452,7 +452,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
     }
 
     /// Reads at most `bytes` of a response body when looking for a rejection (64 KiB by default).
-    /// Larger bodies are passed through as they are.
+    /// Larger bodies are passed through as they are. A bound above 4 GiB counts as 4 GiB.
     #[must_use]
     pub fn max_inspect_body(mut self, bytes: usize) -> Self {
         self.inspect_limit = bytes;
