@@ -25,7 +25,7 @@ use veeva_vault_auth::{AccessToken, VaultAuthLayer};
 
 /// The markers the tests look for.
 const MARKERS: [&str; 3] = [
-    "WIPEMARKERTOKEN0123456789",
+    "WIPE-MARKER-TOKEN-0123",
     "SESSIONCOOKIEWIPEMARKER",
     "PLAINMARKERNOTWIPED",
 ];
@@ -162,9 +162,9 @@ fn layer(prefix: &'static str) -> VaultAuthLayer {
 
 #[test]
 fn the_token_and_its_header_copies_are_wiped() {
-    const MARKER_TEXT: &str = "WIPEMARKERTOKEN0123456789";
+    const MARKER_TEXT: &str = "WIPE-MARKER-TOKEN-0123";
     let unwiped = unwiped_blocks_in(MARKER_TEXT, || {
-        let layer = layer("veeva-vault-WIPEMARKERTOKEN0123456789-");
+        let layer = layer("veeva-vault-WIPE-MARKER-TOKEN-0123-");
         let requests = (0..5)
             .map(|_| {
                 Request::get("https://myvault.veevavault.com/api/v26.2/objects/users/me")
