@@ -69,35 +69,6 @@ struct Stacks<A, B, C, D, E, F> {
     stacks: (A, B, C, D, E, F),
 }
 
-impl<A, B, C, D, E, F> Stacks<A, B, C, D, E, F>
-where
-    A: Service<Request<Empty<Bytes>>> + Clone + Send,
-    B: Service<Request<Empty<Bytes>>> + Clone + Send,
-    C: Service<Request<Empty<Bytes>>> + Clone + Send,
-    D: Service<Request<Empty<Bytes>>> + Clone + Send,
-    E: Service<Request<Empty<Bytes>>> + Clone + Send,
-    F: Service<Request<Empty<Bytes>>> + Clone + Send,
-    A::Error: std::fmt::Debug,
-    B::Error: std::fmt::Debug,
-    C::Error: std::fmt::Debug,
-    D::Error: std::fmt::Debug,
-    E::Error: std::fmt::Debug,
-    F::Error: std::fmt::Debug,
-{
-    /// Times one chunk through stack `index` on this thread.
-    fn time(&mut self, index: usize) -> Duration {
-        let s = &mut self.stacks;
-        match index {
-            0 => one_thread(&mut s.0, requests()),
-            1 => one_thread(&mut s.1, requests()),
-            2 => one_thread(&mut s.2, requests()),
-            3 => one_thread(&mut s.3, requests()),
-            4 => one_thread(&mut s.4, requests()),
-            _ => one_thread(&mut s.5, requests()),
-        }
-    }
-}
-
 impl<A, B, C, D, E, F> Clone for Stacks<A, B, C, D, E, F>
 where
     A: Clone,
@@ -166,8 +137,8 @@ where
     per_stack
 }
 
-/// Times one chunk through a stack chosen by index (a trait, so that `rounds` needs no bounds
-/// on each stack).
+/// Times one chunk through the stack at `index`, on this thread (a trait, so that `rounds`
+/// needs no bounds on each stack).
 trait Timed {
     fn timed(&mut self, index: usize) -> Duration;
 }
@@ -188,7 +159,15 @@ where
     F::Error: std::fmt::Debug,
 {
     fn timed(&mut self, index: usize) -> Duration {
-        self.time(index)
+        let s = &mut self.stacks;
+        match index {
+            0 => one_thread(&mut s.0, requests()),
+            1 => one_thread(&mut s.1, requests()),
+            2 => one_thread(&mut s.2, requests()),
+            3 => one_thread(&mut s.3, requests()),
+            4 => one_thread(&mut s.4, requests()),
+            _ => one_thread(&mut s.5, requests()),
+        }
     }
 }
 
@@ -221,7 +200,7 @@ fn main() {
     warm_up(runtime(), &stacks.stacks.4, get_empty());
     warm_up(runtime(), &stacks.stacks.5, get_empty());
     for index in 0..STACKS.len() {
-        stacks.time(index);
+        stacks.timed(index);
     }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
