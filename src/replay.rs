@@ -54,18 +54,21 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
     #[inline]
     pub(crate) fn of(req: &mut Request<B>, limit: Option<u64>, service: &S) -> Option<Self> {
         let size = req.body().size_hint();
-        if size.upper() != Some(size.lower()) || size.lower() > limit? || !BodyCopy::<B>::knows() {
+        // Known by its type before anything is copied, so that a stack whose body type is not
+        // replayable (a boxed or streaming body) pays nothing.
+        let kind = Kind::of::<B>()?;
+        if size.upper() != Some(size.lower()) || size.lower() > limit? {
             return None;
         }
         // The size was checked against `limit`; the bytes of a body kept in the buffer fit the
         // room made for them.
-        let body_len = if BodyCopy::<B>::keeps_bytes() {
+        let body_len = if kind.keeps_bytes() {
             usize::try_from(size.lower()).ok()?
         } else {
             0
         };
         let mut head = HeadCopy::of(req, body_len);
-        let body = BodyCopy::of(req.body_mut(), head.text())?;
+        let body = BodyCopy::of(kind, req.body_mut(), head.text())?;
         Some(Self {
             head,
             body,
@@ -104,55 +107,67 @@ enum BodyCopy<B> {
     String,
 }
 
+/// The body types a replay copy knows: those whose content is in memory.
+#[derive(Clone, Copy)]
+enum Kind {
+    FullBytes,
+    String,
+    EmptyBytes,
+    FullStatic,
+    EmptyStatic,
+}
+
+impl Kind {
+    /// The kind of bodies of type `B`, if it is one of them (a compile-time constant).
+    #[inline]
+    fn of<B: 'static>() -> Option<Self> {
+        let id = TypeId::of::<B>();
+        [
+            (TypeId::of::<Full<Bytes>>(), Self::FullBytes),
+            (TypeId::of::<String>(), Self::String),
+            (TypeId::of::<Empty<Bytes>>(), Self::EmptyBytes),
+            (TypeId::of::<Full<&'static [u8]>>(), Self::FullStatic),
+            (TypeId::of::<Empty<&'static [u8]>>(), Self::EmptyStatic),
+        ]
+        .into_iter()
+        .find_map(|(known, kind)| (known == id).then_some(kind))
+    }
+
+    /// Whether the body's bytes are kept in the head's buffer (rather than the value itself).
+    fn keeps_bytes(self) -> bool {
+        matches!(self, Self::FullBytes | Self::String)
+    }
+}
+
 impl<B: 'static> BodyCopy<B> {
-    /// Whether bodies of type `B` can be copied: checked before anything is copied, so that a
-    /// stack whose body type is not replayable (a boxed or streaming body) pays nothing.
-    #[inline]
-    fn knows() -> bool {
-        let id = TypeId::of::<B>();
-        id == TypeId::of::<Full<Bytes>>()
-            || id == TypeId::of::<String>()
-            || id == TypeId::of::<Empty<Bytes>>()
-            || id == TypeId::of::<Full<&'static [u8]>>()
-            || id == TypeId::of::<Empty<&'static [u8]>>()
-    }
-
-    /// Whether the bytes of bodies of type `B` are kept in the head's buffer.
-    #[inline]
-    fn keeps_bytes() -> bool {
-        let id = TypeId::of::<B>();
-        id == TypeId::of::<Full<Bytes>>() || id == TypeId::of::<String>()
-    }
-
-    fn of(body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
+    /// Copies `body`, of kind `kind`: its bytes go to `text`, or the value is kept.
+    fn of(kind: Kind, body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
         let body: &mut dyn Any = body;
-        if let Some(full) = body.downcast_mut::<Full<Bytes>>() {
-            // A `Full` gives its bytes up in its first frame, at once; it gets them back.
-            let mut cx = Context::from_waker(Waker::noop());
-            let data = match Pin::new(&mut *full).poll_frame(&mut cx) {
-                Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
-                _ => None,
-            };
-            if let Some(data) = data {
-                text.extend_from_slice(&data);
-                *full = Full::new(data);
+        match kind {
+            Kind::FullBytes => {
+                let full = body.downcast_mut::<Full<Bytes>>()?;
+                // A `Full` gives its bytes up in its first frame, at once; it gets them back.
+                let mut cx = Context::from_waker(Waker::noop());
+                let data = match Pin::new(&mut *full).poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+                    _ => None,
+                };
+                if let Some(data) = data {
+                    text.extend_from_slice(&data);
+                    *full = Full::new(data);
+                }
+                Some(Self::Full)
             }
-            return Some(Self::Full);
+            Kind::String => {
+                text.extend_from_slice(body.downcast_ref::<String>()?.as_bytes());
+                Some(Self::String)
+            }
+            Kind::EmptyBytes => cast(*body.downcast_ref::<Empty<Bytes>>()?).map(Self::Value),
+            Kind::FullStatic => cast(*body.downcast_ref::<Full<&'static [u8]>>()?).map(Self::Value),
+            Kind::EmptyStatic => {
+                cast(*body.downcast_ref::<Empty<&'static [u8]>>()?).map(Self::Value)
+            }
         }
-        if let Some(string) = body.downcast_ref::<String>() {
-            text.extend_from_slice(string.as_bytes());
-            return Some(Self::String);
-        }
-        if let Some(empty) = body.downcast_ref::<Empty<Bytes>>() {
-            return cast(*empty).map(Self::Value);
-        }
-        if let Some(full) = body.downcast_ref::<Full<&'static [u8]>>() {
-            return cast(*full).map(Self::Value);
-        }
-        if let Some(empty) = body.downcast_ref::<Empty<&'static [u8]>>() {
-            return cast(*empty).map(Self::Value);
-        }
-        None
     }
 
     fn rebuild(self, bytes: &[u8]) -> Option<B> {
