@@ -171,13 +171,6 @@ where
     }
 }
 
-/// The median and the 25th and 75th percentiles of `values`.
-fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.25), at(0.75))
-}
-
 fn main() {
     // `cargo test --benches` runs bench targets with `--bench` absent: do nothing then.
     if !std::env::args().any(|arg| arg == "--bench") {

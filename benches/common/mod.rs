@@ -421,3 +421,10 @@ impl Drop for Rotator {
 pub fn vault<S>(layer: &VaultAuthLayer, inner: S) -> VaultAuth<S> {
     tower::Layer::layer(layer, inner)
 }
+
+/// The median and the 25th and 75th percentiles of `values`.
+pub fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
+}
