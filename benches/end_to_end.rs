@@ -12,7 +12,8 @@
 //! through each stack, one right after the other, in an order that rotates from round to round):
 //! - `client`: hyper-util's client alone, no header;
 //! - `set_request_header_runtime`: tower-http `SetRequestHeader` with a value made at run time;
-//! - `vault_auth`: `VaultAuth`, default configuration, with a static token.
+//! - `vault_auth`: `VaultAuth`, default configuration, with a static token;
+//! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows.
 //!
 //! Run: `cargo bench --bench end_to_end` (about 10 seconds).
 //!
@@ -49,9 +50,14 @@ const CHUNK: usize = 200;
 const PROFILED: u64 = 2_000;
 
 /// The stacks, in the order of [`Stacks::send`].
-const STACKS: [&str; 3] = ["client", "set_request_header_runtime", "vault_auth"];
+const STACKS: [&str; 4] = [
+    "client",
+    "set_request_header_runtime",
+    "vault_auth",
+    "vault_auth_no_replay",
+];
 
-/// The body of every answer: the size of a small Vault record.
+/// The body of every answer (168 bytes): the size of a small Vault record.
 const BODY: &str = r#"{"responseStatus":"SUCCESS","users":[{"user":{"id":61603,"user_name__v":"bench@example.com","user_first_name__v":"Bench","user_last_name__v":"Mark","active__v":true}}]}"#;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -85,14 +91,25 @@ async fn serve(listener: TcpListener, authorized: Arc<AtomicU64>) {
     }
 }
 
-/// One request through `service`, its answer read to the end.
-async fn send<S, B>(service: &mut S, uri: &http::Uri)
+/// A service that a stack of this bench can be: takes the bench's requests, answers with a body
+/// whose errors can be shown.
+trait Stack:
+    Service<Request<Empty<Bytes>>, Response = Response<Self::Body>, Error: std::fmt::Debug>
+{
+    type Body: http_body::Body<Error: std::fmt::Debug>;
+}
+
+impl<S, B> Stack for S
 where
     S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    B: http_body::Body<Error: std::fmt::Debug>,
 {
+    type Body = B;
+}
+
+/// One request through `service`, its answer read to the end.
+async fn send(service: &mut impl Stack, uri: &http::Uri) {
     let mut request = Request::new(Empty::new());
     *request.uri_mut() = uri.clone();
     let response = service
@@ -107,36 +124,24 @@ where
     std::hint::black_box(body);
 }
 
-/// The three stacks around clones of one client, and the URI they all ask for.
-struct Stacks<C, H, V> {
+/// The stacks around clones of one client, and the URI they all ask for.
+struct Stacks<C, H, V, N> {
     client: C,
     header: H,
     vault: V,
+    no_replay: N,
     uri: http::Uri,
 }
 
-impl<C, H, V, CB, HB, VB> Stacks<C, H, V>
-where
-    C: Service<Request<Empty<Bytes>>, Response = Response<CB>>,
-    H: Service<Request<Empty<Bytes>>, Response = Response<HB>>,
-    V: Service<Request<Empty<Bytes>>, Response = Response<VB>>,
-    C::Error: std::fmt::Debug,
-    H::Error: std::fmt::Debug,
-    V::Error: std::fmt::Debug,
-    CB: http_body::Body,
-    HB: http_body::Body,
-    VB: http_body::Body,
-    CB::Error: std::fmt::Debug,
-    HB::Error: std::fmt::Debug,
-    VB::Error: std::fmt::Debug,
-{
+impl<C: Stack, H: Stack, V: Stack, N: Stack> Stacks<C, H, V, N> {
     /// Sends `count` requests through the stack at `index`.
     async fn send(&mut self, index: usize, count: u64) {
         for _ in 0..count {
             match index {
                 0 => send(&mut self.client, &self.uri).await,
                 1 => send(&mut self.header, &self.uri).await,
-                _ => send(&mut self.vault, &self.uri).await,
+                2 => send(&mut self.vault, &self.uri).await,
+                _ => send(&mut self.no_replay, &self.uri).await,
             }
         }
     }
@@ -163,12 +168,17 @@ fn main() {
 
     let base = format!("http://{addr}");
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let token = StaticToken::new(TOKEN).expect("a valid token");
-    let layer = VaultAuthLayer::new(&base, token).expect("a loopback Vault");
+    let token = || StaticToken::new(TOKEN).expect("a valid token");
+    let layer = VaultAuthLayer::new(&base, token()).expect("a loopback Vault");
+    let no_replay = VaultAuthLayer::builder(&base, token())
+        .no_replay()
+        .build()
+        .expect("a loopback Vault");
     let mut stacks = Stacks {
         client: client.clone(),
         header: set_request_header_runtime(client.clone()),
-        vault: vault(&layer, client),
+        vault: vault(&layer, client.clone()),
+        no_replay: vault(&no_replay, client),
         uri: format!("{base}/api/v26.2/objects/users/me")
             .parse()
             .expect("a URI"),
@@ -218,10 +228,15 @@ fn main() {
     }
     println!("\n| per round | median [25th–75th percentile] |");
     println!("|---|---:|");
-    let rows: [(&str, usize, usize); 3] = [
+    let rows: [(&str, usize, usize); 4] = [
         ("SetRequestHeader (run-time value) / client", 1, 0),
         ("VaultAuth / client", 2, 0),
         ("VaultAuth / SetRequestHeader (run-time value)", 2, 1),
+        (
+            "VaultAuth no_replay / SetRequestHeader (run-time value)",
+            3,
+            1,
+        ),
     ];
     for (name, a, b) in rows {
         let (median, low, high) = quartiles(

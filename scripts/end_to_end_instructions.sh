@@ -6,12 +6,12 @@
 # (benches/end_to_end.rs) when END_TO_END_PROFILE names the stack; callgrind collects only inside
 # it, and the count is divided by the number of requests.
 #
-# Usage: scripts/end_to_end_instructions.sh [stack ...]    (default: all three)
+# Usage: scripts/end_to_end_instructions.sh [stack ...]    (default: all four)
 # Needs valgrind. Takes about a minute.
 set -eu
 cd "$(dirname "$0")/.."
 
-stacks=${*:-"client set_request_header_runtime vault_auth"}
+stacks=${*:-"client set_request_header_runtime vault_auth vault_auth_no_replay"}
 
 bin=$(cargo bench --bench end_to_end --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*end_to_end[^"]*\)".*/\1/p' | tail -n 1)
