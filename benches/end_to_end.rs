@@ -4,9 +4,12 @@
 //!
 //! The per-request benches put the layer next to a bare header insert; this one puts it next to
 //! the request it is part of. Client and server run on one current-thread Tokio runtime, so each
-//! request is the same sequence of steps for every stack; the server counts the requests that
-//! carried an `Authorization` header, and the bench fails unless every stack that should attach
-//! one did.
+//! request is the same sequence of steps for every stack. The server counts the requests that
+//! carried exactly `Authorization: Bearer <the bench's token>` and those that carried any other
+//! `Authorization`; after the warm-up, the timed rounds and the profiled requests, the bench fails
+//! unless the header stacks sent the token on every request, the bare client on none, and no
+//! request carried another value. (Counting is the server's only extra work for a header, inside
+//! the timing: one comparison and one uncontended increment.)
 //!
 //! Stacks, timed in interleaved rounds (as in `paired`: each round times a chunk of requests
 //! through each stack, one right after the other, in an order that rotates from round to round):
@@ -15,11 +18,12 @@
 //! - `vault_auth`: `VaultAuth`, default configuration, with a static token;
 //! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows.
 //!
-//! Run: `cargo bench --bench end_to_end` (about 10 seconds).
+//! Run: `cargo bench --bench end_to_end` (about 3 seconds after the build).
 //!
 //! With `END_TO_END_PROFILE=<stack>` it sends [`PROFILED`] requests through that stack inside
-//! `profiled_requests` and nothing else timed, for `scripts/end_to_end_instructions.sh`, which
-//! counts the instructions (client and server, user space) per request with callgrind.
+//! `profiled_requests` and nothing else is collected there, for
+//! `scripts/end_to_end_instructions.sh`, which counts the instructions (client and server, user
+//! space) per request with callgrind.
 
 mod common;
 
@@ -43,19 +47,69 @@ use veeva_vault_auth::VaultAuthLayer;
 use common::*;
 
 /// Rounds per measurement.
-const ROUNDS: usize = 80;
+const ROUNDS: usize = 200;
 /// Requests per stack per round.
 const CHUNK: usize = 200;
 /// Requests sent in profile mode.
 const PROFILED: u64 = 2_000;
 
-/// The stacks, in the order of [`Stacks::send`].
-const STACKS: [&str; 4] = [
-    "client",
-    "set_request_header_runtime",
-    "vault_auth",
-    "vault_auth_no_replay",
-];
+/// The stacks compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Client,
+    Header,
+    Vault,
+    NoReplay,
+}
+
+impl Which {
+    const ALL: [Which; 4] = [Which::Client, Which::Header, Which::Vault, Which::NoReplay];
+
+    /// The name in the report, and for `END_TO_END_PROFILE`.
+    fn name(self) -> &'static str {
+        match self {
+            Which::Client => "client",
+            Which::Header => "set_request_header_runtime",
+            Which::Vault => "vault_auth",
+            Which::NoReplay => "vault_auth_no_replay",
+        }
+    }
+
+    /// Whether the stack attaches the token.
+    fn attaches(self) -> bool {
+        self != Which::Client
+    }
+}
+
+/// What the server saw, to check that each stack did what it is measured for.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Requests with `Authorization: Bearer <TOKEN>`.
+    token: AtomicU64,
+    /// Requests with any other `Authorization`.
+    other: AtomicU64,
+}
+
+impl Seen {
+    /// Panics unless, since `before` (the token count then), `sent` requests went through
+    /// `which` and each carried the token if the stack attaches it, and no request ever carried
+    /// another value.
+    fn check(&self, before: u64, which: Which, sent: u64) {
+        let carried = self.token.load(Ordering::Relaxed) - before;
+        let expected = if which.attaches() { sent } else { 0 };
+        assert_eq!(
+            carried,
+            expected,
+            "requests through {} with the token",
+            which.name()
+        );
+        assert_eq!(
+            self.other.load(Ordering::Relaxed),
+            0,
+            "requests with another Authorization"
+        );
+    }
+}
 
 /// The body of every answer (168 bytes): the size of a small Vault record.
 const BODY: &str = r#"{"responseStatus":"SUCCESS","users":[{"user":{"id":61603,"user_name__v":"bench@example.com","user_first_name__v":"Bench","user_last_name__v":"Mark","active__v":true}}]}"#;
@@ -63,17 +117,17 @@ const BODY: &str = r#"{"responseStatus":"SUCCESS","users":[{"user":{"id":61603,"
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Serves every connection on the current runtime, answering each request like Vault's
-/// `GET /objects/users/me`; counts the requests that carried `Authorization`.
-async fn serve(listener: TcpListener, authorized: Arc<AtomicU64>) {
+/// `GET /objects/users/me`; notes the `Authorization` each request carried in `seen`.
+async fn serve(listener: TcpListener, seen: Arc<Seen>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let authorized = Arc::clone(&authorized);
+        let (stream, _) = listener.accept().await.expect("a loopback connection");
+        let seen = Arc::clone(&seen);
         let answer = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            if request.headers().contains_key(AUTHORIZATION) {
-                authorized.fetch_add(1, Ordering::Relaxed);
-            }
+            match request.headers().get(AUTHORIZATION) {
+                Some(value) if value == BEARER => seen.token.fetch_add(1, Ordering::Relaxed),
+                Some(_) => seen.other.fetch_add(1, Ordering::Relaxed),
+                None => 0,
+            };
             let mut response = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
             let headers = response.headers_mut();
             headers.insert(
@@ -134,14 +188,14 @@ struct Stacks<C, H, V, N> {
 }
 
 impl<C: Stack, H: Stack, V: Stack, N: Stack> Stacks<C, H, V, N> {
-    /// Sends `count` requests through the stack at `index`.
-    async fn send(&mut self, index: usize, count: u64) {
+    /// Sends `count` requests through `which`.
+    async fn send(&mut self, which: Which, count: u64) {
         for _ in 0..count {
-            match index {
-                0 => send(&mut self.client, &self.uri).await,
-                1 => send(&mut self.header, &self.uri).await,
-                2 => send(&mut self.vault, &self.uri).await,
-                _ => send(&mut self.no_replay, &self.uri).await,
+            match which {
+                Which::Client => send(&mut self.client, &self.uri).await,
+                Which::Header => send(&mut self.header, &self.uri).await,
+                Which::Vault => send(&mut self.vault, &self.uri).await,
+                Which::NoReplay => send(&mut self.no_replay, &self.uri).await,
             }
         }
     }
@@ -159,12 +213,12 @@ fn main() {
         return;
     }
     let runtime = new_runtime();
-    let authorized = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(Seen::default());
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .expect("a loopback port");
     let addr = listener.local_addr().expect("an address");
-    runtime.spawn(serve(listener, Arc::clone(&authorized)));
+    runtime.spawn(serve(listener, Arc::clone(&seen)));
 
     let base = format!("http://{addr}");
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
@@ -183,38 +237,42 @@ fn main() {
             .parse()
             .expect("a URI"),
     };
-
-    // Opens the kept-alive connections, fetches the token, warms every stack; then checks that
-    // the two header stacks attached one and the bare client did not.
-    runtime.block_on(async {
-        for (index, name) in STACKS.iter().enumerate() {
-            let before = authorized.load(Ordering::Relaxed);
-            stacks.send(index, 100).await;
-            let carried = authorized.load(Ordering::Relaxed) - before;
-            let expected = if index == 0 { 0 } else { 100 };
-            assert_eq!(carried, expected, "{name} attached the header");
+    // Sends `count` requests through `which`, and checks what the server saw of them.
+    let mut checked = |which: Which, count: u64, profiled: bool| {
+        let before = seen.token.load(Ordering::Relaxed);
+        let requests = stacks.send(which, count);
+        if profiled {
+            profiled_requests(&runtime, requests);
+        } else {
+            runtime.block_on(requests);
         }
-    });
+        seen.check(before, which, count);
+    };
 
-    if let Ok(stack) = std::env::var("END_TO_END_PROFILE") {
-        let index = STACKS
-            .iter()
-            .position(|name| *name == stack)
-            .unwrap_or_else(|| panic!("END_TO_END_PROFILE: no stack {stack:?} in {STACKS:?}"));
-        profiled_requests(&runtime, stacks.send(index, PROFILED));
-        println!("{stack}: {PROFILED} requests");
+    // Opens the kept-alive connection, fetches the tokens, warms every stack up.
+    for which in Which::ALL {
+        checked(which, 100, false);
+    }
+
+    if let Ok(name) = std::env::var("END_TO_END_PROFILE") {
+        let which = Which::ALL
+            .into_iter()
+            .find(|which| which.name() == name)
+            .unwrap_or_else(|| panic!("END_TO_END_PROFILE: no stack named {name:?}"));
+        checked(which, PROFILED, true);
+        println!("{name}: {PROFILED} requests");
         return;
     }
 
-    let mut per_stack = vec![Vec::with_capacity(ROUNDS); STACKS.len()];
+    let mut per_stack = vec![Vec::with_capacity(ROUNDS); Which::ALL.len()];
     for round in 0..ROUNDS {
-        for step in 0..STACKS.len() {
-            let index = (round + step) % STACKS.len();
+        for index in rotated(round, Which::ALL.len()) {
             let start = Instant::now();
-            runtime.block_on(stacks.send(index, CHUNK as u64));
+            checked(Which::ALL[index], CHUNK as u64, false);
             per_stack[index].push(start.elapsed().as_nanos() as f64 / CHUNK as f64);
         }
     }
+    let times = |which: Which| &per_stack[which as usize];
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -222,36 +280,39 @@ fn main() {
     );
     println!("| stack | µs per request, median [25th–75th percentile] |");
     println!("|---|---:|");
-    for (name, times) in STACKS.iter().zip(&per_stack) {
-        let (median, low, high) = quartiles(times.iter().map(|ns| ns / 1000.0).collect());
-        println!("| {name} | {median:.2} [{low:.2}–{high:.2}] |");
+    for which in Which::ALL {
+        let (median, low, high) = quartiles(times(which).iter().map(|ns| ns / 1000.0).collect());
+        println!("| {} | {median:.2} [{low:.2}–{high:.2}] |", which.name());
     }
     println!("\n| per round | median [25th–75th percentile] |");
     println!("|---|---:|");
-    let rows: [(&str, usize, usize); 4] = [
-        ("SetRequestHeader (run-time value) / client", 1, 0),
-        ("VaultAuth / client", 2, 0),
-        ("VaultAuth / SetRequestHeader (run-time value)", 2, 1),
+    let rows = [
+        (
+            "SetRequestHeader (run-time value) / client",
+            Which::Header,
+            Which::Client,
+        ),
+        ("VaultAuth / client", Which::Vault, Which::Client),
+        (
+            "VaultAuth / SetRequestHeader (run-time value)",
+            Which::Vault,
+            Which::Header,
+        ),
         (
             "VaultAuth no_replay / SetRequestHeader (run-time value)",
-            3,
-            1,
+            Which::NoReplay,
+            Which::Header,
         ),
     ];
     for (name, a, b) in rows {
-        let (median, low, high) = quartiles(
-            per_stack[a]
-                .iter()
-                .zip(&per_stack[b])
-                .map(|(a, b)| a / b)
-                .collect(),
-        );
+        let (median, low, high) =
+            quartiles(times(a).iter().zip(times(b)).map(|(a, b)| a / b).collect());
         println!("| {name} | {median:.3} [{low:.3}–{high:.3}] |");
     }
     let (median, low, high) = quartiles(
-        per_stack[2]
+        times(Which::Vault)
             .iter()
-            .zip(&per_stack[1])
+            .zip(times(Which::Header))
             .map(|(a, b)| a - b)
             .collect(),
     );

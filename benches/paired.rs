@@ -85,11 +85,6 @@ where
     }
 }
 
-/// The order of the stacks in round `round`: rotated, so that no stack always runs first.
-fn order(round: usize) -> impl Iterator<Item = usize> {
-    (0..STACKS.len()).map(move |step| (round + step) % STACKS.len())
-}
-
 /// The schedule on `threads` threads that live through all rounds (a fresh thread per chunk
 /// would pay for its new allocator arena inside the timing): each thread has its own clone of
 /// every stack, builds each chunk's requests, lines up with the others on a barrier, and sends
@@ -108,7 +103,7 @@ where
                 scope.spawn(move || {
                     let mut spans = Vec::with_capacity(ROUNDS * STACKS.len());
                     for round in 0..ROUNDS {
-                        for index in order(round) {
+                        for index in rotated(round, STACKS.len()) {
                             barrier.wait();
                             let start = Instant::now();
                             let took = stacks.timed(index);
@@ -127,7 +122,7 @@ where
     let mut per_stack = vec![Vec::with_capacity(ROUNDS); STACKS.len()];
     let mut at = 0;
     for round in 0..ROUNDS {
-        for index in order(round) {
+        for index in rotated(round, STACKS.len()) {
             let start = spans.iter().map(|s| s[at].0).min().expect("a thread");
             let end = spans.iter().map(|s| s[at].1).max().expect("a thread");
             per_stack[index].push((end - start).as_nanos() as f64 / CHUNK as f64);

@@ -4,30 +4,52 @@
 #
 # The bench binary sends its requests through one stack inside `profiled_requests`
 # (benches/end_to_end.rs) when END_TO_END_PROFILE names the stack; callgrind collects only inside
-# it, and the count is divided by the number of requests.
+# it, and the count is divided by the number of requests the binary reports.
 #
-# Usage: scripts/end_to_end_instructions.sh [stack ...]    (default: all four)
-# Needs valgrind. Takes about a minute.
+# Usage: scripts/end_to_end_instructions.sh [stack ...]
+#        (default: client set_request_header_runtime vault_auth vault_auth_no_replay)
+# Needs valgrind. Takes about ten seconds once the bench is built (the first build takes a few
+# minutes).
 set -eu
 cd "$(dirname "$0")/.."
 
 stacks=${*:-"client set_request_header_runtime vault_auth vault_auth_no_replay"}
 
-bin=$(cargo bench --bench end_to_end --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*end_to_end[^"]*\)".*/\1/p' | tail -n 1)
-[ -x "$bin" ] || { echo "could not build the end_to_end bench" >&2; exit 1; }
-
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
+if ! cargo bench --bench end_to_end --no-run --message-format=json >"$out/build.json"; then
+    echo "could not build the end_to_end bench (cargo's errors are above)" >&2
+    exit 1
+fi
+bin=$(sed -n 's/.*"executable":"\([^"]*end_to_end[^"]*\)".*/\1/p' "$out/build.json" | tail -n 1)
+[ -x "$bin" ] || { echo "cargo built no end_to_end bench binary" >&2; exit 1; }
 
 echo "| stack | instructions / request | over the client alone |"
 echo "|---|---:|---:|"
 for stack in $stacks; do
-    requests=$(END_TO_END_PROFILE=$stack valgrind --tool=callgrind --toggle-collect='*profiled_requests*' \
-        --callgrind-out-file="$out/$stack.out" "$bin" --bench 2>/dev/null |
-        sed -n 's/.*: \([0-9]*\) requests$/\1/p')
-    per=$(awk -v n="$requests" '/^totals:/ { printf "%.0f", $2 / n }' "$out/$stack.out")
-    [ "$stack" = client ] && client=$per
-    over=$([ -n "${client:-}" ] && echo $((per - client)) || echo "—")
+    if ! END_TO_END_PROFILE=$stack valgrind --tool=callgrind --toggle-collect='*profiled_requests*' \
+        --log-file="$out/$stack.log" --callgrind-out-file="$out/$stack.out" \
+        "$bin" --bench >"$out/$stack.stdout"; then
+        echo "the bench failed for $stack; valgrind's log:" >&2
+        cat "$out/$stack.log" >&2
+        exit 1
+    fi
+    requests=$(sed -n 's/.*: \([0-9][0-9]*\) requests$/\1/p' "$out/$stack.stdout")
+    per=$(awk -v n="${requests:-0}" '/^totals:/ && n > 0 { printf "%.0f", $2 / n }' "$out/$stack.out")
+    case $per in
+    '' | 0 | *[!0-9]*)
+        echo "no instructions were collected for $stack (requests: ${requests:-none})" >&2
+        exit 1
+        ;;
+    esac
+    if [ "$stack" = client ]; then
+        client=$per
+        over="—"
+    elif [ -n "${client:-}" ]; then
+        over="+$((per - client))"
+    else
+        over="—"
+    fi
     echo "| $stack | $per | $over |"
 done

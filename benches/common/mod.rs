@@ -1,6 +1,7 @@
 //! Pieces shared by the benches: the immediately-ready inner services, the requests, the anchors'
 //! `RwLock<String>` + `format!` pattern as a tower service, the stacks under comparison, a manual
-//! poller (no runtime on the measured path) and the thread harness for the throughput groups.
+//! poller (no runtime on the measured path), the thread harness for the throughput groups, and the
+//! interleaved rounds' order and statistics.
 //!
 //! Every variant goes through the same helpers, so the measurement overhead is identical across
 //! them; only the middleware differs.
@@ -420,6 +421,12 @@ impl Drop for Rotator {
 /// The layer a `VaultAuth` bench uses, wrapped around `inner`.
 pub fn vault<S>(layer: &VaultAuthLayer, inner: S) -> VaultAuth<S> {
     tower::Layer::layer(layer, inner)
+}
+
+/// The order of `stacks` stacks in round `round` of an interleaved measurement: rotated, so that
+/// no stack always runs first.
+pub fn rotated(round: usize, stacks: usize) -> impl Iterator<Item = usize> {
+    (0..stacks).map(move |step| (round + step) % stacks)
 }
 
 /// The median and the 25th and 75th percentiles of `values`.
