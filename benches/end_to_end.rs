@@ -237,16 +237,20 @@ fn main() {
             .parse()
             .expect("a URI"),
     };
-    // Sends `count` requests through `which`, and checks what the server saw of them.
+    // Sends `count` requests through `which`, then checks what the server saw of them; returns
+    // the time the requests took.
     let mut checked = |which: Which, count: u64, profiled: bool| {
         let before = seen.token.load(Ordering::Relaxed);
         let requests = stacks.send(which, count);
+        let start = Instant::now();
         if profiled {
             profiled_requests(&runtime, requests);
         } else {
             runtime.block_on(requests);
         }
+        let took = start.elapsed();
         seen.check(before, which, count);
+        took
     };
 
     // Opens the kept-alive connection, fetches the tokens, warms every stack up.
@@ -267,9 +271,8 @@ fn main() {
     let mut per_stack = vec![Vec::with_capacity(ROUNDS); Which::ALL.len()];
     for round in 0..ROUNDS {
         for index in rotated(round, Which::ALL.len()) {
-            let start = Instant::now();
-            checked(Which::ALL[index], CHUNK as u64, false);
-            per_stack[index].push(start.elapsed().as_nanos() as f64 / CHUNK as f64);
+            let took = checked(Which::ALL[index], CHUNK as u64, false);
+            per_stack[index].push(took.as_nanos() as f64 / CHUNK as f64);
         }
     }
     let times = |which: Which| &per_stack[which as usize];
