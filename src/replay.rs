@@ -27,7 +27,8 @@ use crate::trace::event;
 /// How many spare heads a thread keeps.
 const POOL_SIZE: usize = 64;
 
-/// A spare head whose buffer grew past this many bytes is freed instead of kept.
+/// A spare head whose buffers (the text and the header list) grew past this many bytes is freed
+/// instead of kept.
 const KEEP_BYTES: usize = 8 * 1024;
 
 thread_local! {
@@ -317,6 +318,11 @@ impl HeadCopy {
 }
 
 impl Head {
+    /// The bytes its two buffers hold on to, whatever they hold now.
+    fn size(&self) -> usize {
+        self.text.capacity() + self.headers.capacity() * std::mem::size_of::<HeaderSpan>()
+    }
+
     /// The URI, from its parts.
     fn uri(&self) -> Option<Uri> {
         let part = |range: std::ops::Range<usize>| {
@@ -355,7 +361,7 @@ impl Drop for HeadCopy {
         if !head.extensions.is_empty() {
             head.extensions.clear();
         }
-        if head.text.capacity() > KEEP_BYTES {
+        if head.size() > KEEP_BYTES {
             return;
         }
         // A thread that is exiting has no pool left: the head is simply freed.
@@ -635,6 +641,19 @@ mod tests {
             spare_heads(),
             before.saturating_sub(1),
             "the grown head was freed"
+        );
+
+        // Many short headers: a small text, but a long list of where each one sits.
+        let mut short = Request::get("https://h/").body(()).unwrap();
+        for i in 0..(KEEP_BYTES / 8) as u64 {
+            short.headers_mut().append("x", HeaderValue::from(i % 10));
+        }
+        let before = spare_heads();
+        drop(HeadCopy::of(&short, 0));
+        assert_eq!(
+            spare_heads(),
+            before.saturating_sub(1),
+            "the head with the long header list was freed"
         );
 
         let many: Vec<_> = (0..POOL_SIZE + 10)
