@@ -64,39 +64,44 @@
 )]
 #![doc(test(no_crate_inject, attr(deny(warnings), allow(dead_code))))]
 
-mod body;
 mod cache;
-pub mod detect;
 mod error;
-mod future;
-pub mod guard;
+mod exchange;
 pub mod guide;
-mod layer;
-mod replay;
+mod handle;
 pub mod source;
 mod token;
+mod tower;
 mod trace;
+mod vault;
+
+#[doc(inline)]
+pub use crate::tower::guard;
+#[doc(inline)]
+pub use crate::vault::detect;
 
 #[cfg(feature = "reqwest")]
-mod middleware;
+mod reqwest;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use middleware::VaultAuthMiddleware;
+pub use crate::reqwest::VaultAuthMiddleware;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
-pub use body::ResponseBody;
-pub use cache::{AuthStatus, Backoff, RefreshPolicy};
-pub use error::{ConfigError, NotForVault, TokenUnavailable, UnavailableKind};
-pub use future::ResponseFuture;
-pub use guard::{TokenGuard, TokenGuardLayer};
-pub use layer::{
-    AuthHandle, VaultAuth, VaultAuthLayer, VaultAuthLayerBuilder, DEFAULT_INSPECT_LIMIT,
-    DEFAULT_REPLAY_LIMIT, VAULT_CLIENT_ID,
-};
-pub use token::{AccessToken, InvalidToken, InvalidTokenKind, MAX_TOKEN_LEN, TOKEN_PREFIX};
+pub use crate::cache::{AuthStatus, Backoff, RefreshPolicy};
+pub use crate::error::{ConfigError, NotForVault, TokenUnavailable, UnavailableKind};
+pub use crate::exchange::body::ResponseBody;
+pub use crate::exchange::{DEFAULT_INSPECT_LIMIT, DEFAULT_REPLAY_LIMIT};
+pub use crate::handle::AuthHandle;
+pub use crate::token::{AccessToken, InvalidToken, InvalidTokenKind, MAX_TOKEN_LEN, TOKEN_PREFIX};
+pub use crate::tower::builder::VaultAuthLayerBuilder;
+pub use crate::tower::future::ResponseFuture;
+pub use crate::tower::guard::{TokenGuard, TokenGuardLayer};
+pub use crate::tower::layer::VaultAuthLayer;
+pub use crate::tower::service::VaultAuth;
+pub use crate::vault::binding::VAULT_CLIENT_ID;
 
 /// The error type of [`VaultAuth`]: the inner service's errors, or this crate's own
 /// ([`TokenUnavailable`], [`NotForVault`]), boxed. Downcast to tell them apart.

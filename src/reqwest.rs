@@ -1,7 +1,7 @@
 //! [`VaultAuthMiddleware`]: the layer's second front door, for `reqwest-middleware` chains.
 //!
-//! It shares everything with the [`VaultAuthLayer`] it comes from: the source, the token cache,
-//! the one-Vault rule, failure detection, the single shared refresh and the replay rules. A tower
+//! It shares everything with the [`VaultAuthLayer`](crate::VaultAuthLayer) it comes from: the source, the token cache,
+//! the one-Vault rule, failure detection, the single binding refresh and the replay rules. A tower
 //! client and a reqwest client made from one layer hold one token between them.
 //!
 //! Replay uses [`reqwest::Request::try_clone`]: requests with an in-memory body of at most the
@@ -20,15 +20,18 @@ use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 
-use crate::body::{Inspection, ResponseBody, Started};
 use crate::cache::Reacquired;
-use crate::detect::{FailureRule, VaultRule, Verdict};
-use crate::layer::{strip_vault_tokens, Admission, Shared, Target};
+use crate::exchange::body::ResponseBody;
+use crate::exchange::inspect::{Inspection, Started};
 use crate::trace::event;
+use crate::vault::binding::{Admission, Binding};
+use crate::vault::detect::{FailureRule, VaultRule, Verdict};
+use crate::vault::origin::Target;
+use crate::vault::strip::strip_vault_tokens;
 use crate::VaultAuthLayer;
 
 /// Attaches the Vault token to a reqwest client's requests, with the same cache and rules as the
-/// [`VaultAuthLayer`] it was made from ([`VaultAuthLayer::middleware`]).
+/// [`VaultAuthLayer`](crate::VaultAuthLayer) it was made from ([`VaultAuthLayer::middleware`]).
 ///
 /// ```no_run
 /// use reqwest_middleware::ClientBuilder;
@@ -49,14 +52,14 @@ use crate::VaultAuthLayer;
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub struct VaultAuthMiddleware<R = VaultRule> {
-    shared: Arc<Shared>,
+    binding: Arc<Binding>,
     rule: R,
 }
 
 impl<R: Clone> Clone for VaultAuthMiddleware<R> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            binding: Arc::clone(&self.binding),
             rule: self.rule.clone(),
         }
     }
@@ -75,7 +78,7 @@ impl<R: Clone> VaultAuthLayer<R> {
     #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
     pub fn middleware(&self) -> VaultAuthMiddleware<R> {
         VaultAuthMiddleware {
-            shared: Arc::clone(self.shared()),
+            binding: Arc::clone(self.binding()),
             rule: self.rule().clone(),
         }
     }
@@ -85,7 +88,7 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
     /// Whether `response` is Vault rejecting the token, reading its body only when the rule asks
     /// to. The response handed back carries the same status, headers, URL and bytes.
     async fn judge(&self, response: Response) -> (Response, bool) {
-        if !self.shared.is_vault(&target_of(response.url())) {
+        if !self.binding.is_vault(&target_of(response.url())) {
             // reqwest followed a redirect to another host: its verdict is not Vault's.
             return (response, false);
         }
@@ -95,7 +98,7 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
             Verdict::InspectBody => {
                 let url = response.url().clone();
                 let response: http::Response<reqwest::Body> = response.into();
-                match Inspection::start(response, self.shared.inspect_limit) {
+                match Inspection::start(response, self.binding.inspect_limit) {
                     Started::TooLarge(untouched) => (rebuild(untouched, url), false),
                     Started::Reading(mut inspection) => {
                         let judged =
@@ -149,12 +152,12 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
-        let shared = &*self.shared;
+        let binding = &*self.binding;
         let target = target_of(request.url());
-        let admission = if shared.is_vault(&target) {
-            shared.admit_headers(request.headers_mut())
+        let admission = if binding.is_vault(&target) {
+            binding.admit_headers(request.headers_mut())
         } else {
-            shared.admit_foreign(&target)
+            binding.admit_foreign(&target)
         };
         match admission {
             Admission::Authenticate => {}
@@ -166,21 +169,21 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             Admission::Refuse(refused) => return Err(Error::middleware(refused)),
         }
 
-        let mut token = shared.cache.current();
+        let mut token = binding.cache.current();
         for _ in 0..2 {
             if token.is_some() {
                 break;
             }
             // No token, or gone again before this request could use it: wait for one.
-            let outcome = shared.cache.acquire().await;
-            token = shared
+            let outcome = binding.cache.acquire().await;
+            token = binding
                 .cache
                 .token_after(&outcome)
                 .map_err(Error::middleware)?;
         }
         let (generation, header) =
             token.ok_or_else(|| Error::middleware(crate::TokenUnavailable::gone()))?;
-        let replay = replay_copy(&request, shared.replay_limit);
+        let replay = replay_copy(&request, binding.replay_limit);
         request.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(request, extensions).await?;
         let (response, rejected) = self.judge(response).await;
@@ -188,7 +191,7 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             return Ok(response);
         }
 
-        let reacquired = shared.cache.reject(generation);
+        let reacquired = binding.cache.reject(generation);
         let Some(mut replay) = replay else {
             // The fetch goes on without us and serves the next request.
             return Ok(response);
@@ -196,10 +199,10 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         if reacquired.await != Reacquired::Replay {
             return Ok(response);
         }
-        let Some((generation, header)) = shared.cache.current() else {
+        let Some((generation, header)) = binding.cache.current() else {
             return Ok(response);
         };
-        shared.cache.count_replay();
+        binding.cache.count_replay();
         event!(
             debug,
             generation,
@@ -210,7 +213,7 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         let (second, rejected) = self.judge(second).await;
         if rejected {
             // Never a second replay; let the next request find a fresh token.
-            drop(shared.cache.reject(generation));
+            drop(binding.cache.reject(generation));
         }
         Ok(second)
     }

@@ -2,7 +2,7 @@
 //!
 //! Vault answers a processed request with HTTP 200 even when it fails: an invalid, expired or
 //! revoked token gets `X-VaultAPI-Status: FAILURE` and a JSON body whose `errors[].type` is
-//! `INVALID_SESSION_ID`. A gateway in front of Vault may answer 401 instead. [`VaultRule`]
+//! `INVALID_SESSION_ID`. A gateway in front of Vault may answer 401 instead. [`VaultRule`](crate::detect::VaultRule)
 //! recognises both and nothing else; other error types (`INSUFFICIENT_ACCESS`,
 //! `API_LIMIT_EXCEEDED`, `INACTIVE_USER`, …) are the caller's business and never trigger a new
 //! token.
@@ -33,7 +33,7 @@ pub enum Verdict {
 
 /// Decides whether a response means the credential was rejected.
 ///
-/// [`VaultRule`] is the default. Implement this trait for gateways that signal a bad credential
+/// [`VaultRule`](crate::detect::VaultRule) is the default. Implement this trait for gateways that signal a bad credential
 /// differently; the rule is cloned into each response future, so keep it cheap to clone.
 ///
 /// ```

@@ -1,5 +1,5 @@
 //! [`TokenGuardLayer`]: keeps Vault tokens off requests for other hosts, for stacks where a
-//! redirect follower sits beneath [`VaultAuthLayer`].
+//! redirect follower sits beneath [`VaultAuthLayer`](crate::VaultAuthLayer).
 //!
 //! The recommended stack puts a redirect follower *outside* the layer, so every hop passes through
 //! it and only hops to the Vault get the token. When a stack must have it the other way round
@@ -40,7 +40,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::{strip_vault_tokens, Shared};
+use crate::vault::binding::Binding;
+use crate::vault::strip::strip_vault_tokens;
 use crate::VaultAuthLayer;
 
 /// Marks a response that came from a host other than the Vault, so the layer never judges it.
@@ -50,7 +51,7 @@ pub(crate) struct ForeignAnswer;
 /// Makes [`TokenGuard`]s; get one from [`VaultAuthLayer::token_guard`].
 #[derive(Clone)]
 pub struct TokenGuardLayer {
-    shared: Arc<Shared>,
+    binding: Arc<Binding>,
 }
 
 impl fmt::Debug for TokenGuardLayer {
@@ -64,7 +65,7 @@ impl<R> VaultAuthLayer<R> {
     /// layer: see the [module docs](crate::guard).
     pub fn token_guard(&self) -> TokenGuardLayer {
         TokenGuardLayer {
-            shared: Arc::clone(self.shared()),
+            binding: Arc::clone(self.binding()),
         }
     }
 }
@@ -75,7 +76,7 @@ impl<S> Layer<S> for TokenGuardLayer {
     fn layer(&self, inner: S) -> Self::Service {
         TokenGuard {
             inner,
-            shared: Arc::clone(&self.shared),
+            binding: Arc::clone(&self.binding),
         }
     }
 }
@@ -84,7 +85,7 @@ impl<S> Layer<S> for TokenGuardLayer {
 #[derive(Clone)]
 pub struct TokenGuard<S> {
     inner: S,
-    shared: Arc<Shared>,
+    binding: Arc<Binding>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for TokenGuard<S> {
@@ -108,7 +109,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let foreign = !self.shared.is_vault_uri(req.uri());
+        let foreign = !self.binding.is_vault_uri(req.uri());
         if foreign {
             strip_vault_tokens(req.headers_mut());
         }

@@ -23,14 +23,15 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::{Inspection, ResponseBody, Started};
+use super::guard::ForeignAnswer;
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
-use crate::detect::{FailureRule, Verdict};
 use crate::error::TokenUnavailable;
-use crate::guard::ForeignAnswer;
-use crate::layer::Shared;
-use crate::replay::ReplayCopy;
+use crate::exchange::body::ResponseBody;
+use crate::exchange::inspect::{Inspection, Started};
+use crate::exchange::replay::ReplayCopy;
 use crate::trace::event;
+use crate::vault::binding::Binding;
+use crate::vault::detect::{FailureRule, Verdict};
 use crate::BoxError;
 
 pin_project! {
@@ -70,7 +71,7 @@ pin_project! {
         PassThrough { #[pin] fut: S::Future },
         // Refused before sending.
         Failed { error: Option<BoxError> },
-        // No token yet: waiting for the shared fetch, holding the ready service.
+        // No token yet: waiting for the binding fetch, holding the ready service.
         Waiting { waiting: Box<Waiting<S, B>> },
         // Sent with a token; the response is judged when it comes.
         Sent { #[pin] fut: S::Future },
@@ -91,7 +92,7 @@ pin_project! {
 
 struct Waiting<S, B> {
     wait: BoxOutcome,
-    shared: Arc<Shared>,
+    binding: Arc<Binding>,
     request: Option<Request<B>>,
     service: Option<S>,
     waited_before: bool,
@@ -136,7 +137,7 @@ where
     pub(crate) fn sent(
         fut: S::Future,
         rule: R,
-        shared: &Shared,
+        binding: &Binding,
         generation: u64,
         replay: Option<ReplayCopy<B, S>>,
     ) -> Self {
@@ -144,9 +145,9 @@ where
             State::Sent { fut },
             Ctx {
                 rule,
-                cache: shared.cache.id(),
+                cache: binding.cache.id(),
                 generation,
-                inspect_limit: shared.inspect_limit_u32(),
+                inspect_limit: binding.inspect_limit_u32(),
                 replay,
                 replayed: false,
             },
@@ -155,7 +156,7 @@ where
 
     pub(crate) fn waiting(
         wait: BoxOutcome,
-        shared: Arc<Shared>,
+        binding: Arc<Binding>,
         request: Request<B>,
         service: S,
         rule: R,
@@ -163,9 +164,9 @@ where
     ) -> Self {
         let ctx = Ctx {
             rule,
-            cache: shared.cache.id(),
+            cache: binding.cache.id(),
             generation: 0,
-            inspect_limit: shared.inspect_limit_u32(),
+            inspect_limit: binding.inspect_limit_u32(),
             replay,
             replayed: false,
         };
@@ -173,7 +174,7 @@ where
             State::Waiting {
                 waiting: Box::new(Waiting {
                     wait,
-                    shared,
+                    binding,
                     request: Some(request),
                     service: Some(service),
                     waited_before: false,
@@ -328,17 +329,17 @@ where
                 StateProj::Waiting { waiting } => {
                     let Waiting {
                         wait,
-                        shared,
+                        binding,
                         request,
                         service,
                         waited_before,
                     } = &mut **waiting;
                     let outcome = ready!(wait.as_mut().poll(cx));
-                    let (generation, header) = match shared.cache.token_after(&outcome)? {
+                    let (generation, header) = match binding.cache.token_after(&outcome)? {
                         Some(token) => token,
                         None if !*waited_before => {
                             // Gone again before this request could use it: wait once more.
-                            *wait = shared.cache.acquire();
+                            *wait = binding.cache.acquire();
                             *waited_before = true;
                             continue;
                         }

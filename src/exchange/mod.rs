@@ -1,0 +1,13 @@
+//! The exchange of one request with Vault, shared by both front doors: the copy kept for a
+//! replay, the inspection of an answer, and the body handed back.
+
+pub(crate) mod body;
+pub(crate) mod inspect;
+pub(crate) mod replay;
+
+/// The largest request body replayed after a rejection unless configured: 64 KiB.
+pub const DEFAULT_REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// The largest response body read to look for a rejection unless configured: 64 KiB. Vault's
+/// error bodies are a few hundred bytes.
+pub const DEFAULT_INSPECT_LIMIT: usize = 64 * 1024;

@@ -1,0 +1,125 @@
+//! A layer's binding to its Vault: the settings both front doors read on the request path, and
+//! what they decide about a request before it is sent.
+
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderName, HeaderValue, Uri};
+
+use super::origin::{Target, VaultOrigin};
+use crate::cache::Cache;
+use crate::error::{ConfigError, NotForVault};
+use crate::trace::event;
+
+/// The request header that names the calling program to Vault.
+pub const VAULT_CLIENT_ID: HeaderName = HeaderName::from_static("x-vaultapi-clientid");
+
+/// What to do with a request, decided before anything is sent.
+pub(crate) enum Admission {
+    /// For the Vault, without a credential of its own: attach the token.
+    Authenticate,
+    /// Send as it is: the caller's own credential.
+    PassThrough,
+    /// Another host, let through: send without any Vault token.
+    Foreign,
+    /// Another host: refuse.
+    Refuse(NotForVault),
+}
+
+/// Settings the request path reads; fixed when the layer is built.
+pub(crate) struct Binding {
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) origin: VaultOrigin,
+    pub(crate) pass_through_other_hosts: bool,
+    pub(crate) override_authorization: bool,
+    pub(crate) replay_limit: Option<u64>,
+    pub(crate) inspect_limit: usize,
+    pub(crate) client_id: Option<HeaderValue>,
+}
+
+impl Binding {
+    /// Whether a request for `target` is for this layer's Vault.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn is_vault(&self, target: &Target<'_>) -> bool {
+        self.origin.matches(target)
+    }
+
+    /// Whether a request for `uri` is for this layer's Vault: the cheap exact check first, the
+    /// full one only when that is not sure.
+    #[inline]
+    pub(crate) fn is_vault_uri(&self, uri: &Uri) -> bool {
+        self.origin.surely_matches(uri) || self.origin.matches(&Target::of(uri))
+    }
+
+    /// [`inspect_limit`](Self::inspect_limit), for a response future to carry in four bytes.
+    #[inline]
+    pub(crate) fn inspect_limit_u32(&self) -> u32 {
+        u32::try_from(self.inspect_limit).unwrap_or(u32::MAX)
+    }
+
+    /// What both front doors do with a request that is not for the Vault: let it through without
+    /// a token, or refuse it.
+    pub(crate) fn admit_foreign(&self, target: &Target<'_>) -> Admission {
+        if self.pass_through_other_hosts {
+            event!(
+                debug,
+                host = target.host,
+                "passing a request for another host through without the token"
+            );
+            return Admission::Foreign;
+        }
+        let refused = self.origin.refuse(target);
+        event!(debug, error = %refused, "refused a request for another host");
+        Admission::Refuse(refused)
+    }
+
+    /// What both front doors do with a request for the Vault, on its headers: add the client id,
+    /// and let the caller's own `Authorization` stand unless told to override it.
+    #[inline(always)]
+    pub(crate) fn admit_headers(&self, headers: &mut http::HeaderMap) -> Admission {
+        if let Some(client_id) = &self.client_id {
+            add_client_id(headers, client_id);
+        }
+        if !self.override_authorization
+            && !headers.is_empty()
+            && headers.contains_key(AUTHORIZATION)
+        {
+            return Admission::PassThrough;
+        }
+        Admission::Authenticate
+    }
+}
+
+/// Adds `X-VaultAPI-ClientID` unless the caller set one. Out of line: most layers have no client
+/// id, and the request path stays small.
+#[inline(never)]
+fn add_client_id(headers: &mut http::HeaderMap, client_id: &HeaderValue) {
+    if let http::header::Entry::Vacant(slot) = headers.entry(VAULT_CLIENT_ID) {
+        slot.insert(client_id.clone());
+    }
+}
+
+/// The longest client id Vault accepts.
+const MAX_CLIENT_ID_LEN: usize = 100;
+
+pub(crate) fn encode_client_id(client_id: &str) -> Result<HeaderValue, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidClientId { reason };
+    if client_id.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    if client_id.len() > MAX_CLIENT_ID_LEN {
+        return Err(invalid(format!(
+            "it is {} characters long, over Vault's limit of {MAX_CLIENT_ID_LEN}",
+            client_id.chars().count()
+        )));
+    }
+    if let Some((position, c)) = client_id
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(invalid(format!(
+            "character {c:?} at byte {position} is not one of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    HeaderValue::from_str(client_id).map_err(|e| invalid(e.to_string()))
+}
