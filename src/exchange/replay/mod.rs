@@ -10,19 +10,23 @@
 //! again from the bytes only if Vault rejects the token.
 
 use std::any::{Any, TypeId};
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::Request;
 use http_body::Body;
-use http_body_util::{Empty, Full};
+use http_body_util::combinators::{BoxBody, MapErr, UnsyncBoxBody};
+use http_body_util::{BodyExt, Empty, Full};
 
 use self::head::HeadCopy;
+use self::tape::Tape;
 use crate::token::wiped_copy;
 use crate::trace::event;
 
 mod head;
+mod tape;
 
 /// Everything needed to send a request again: its head, its body and a clone of the service to
 /// send it through.
@@ -32,19 +36,25 @@ pub(crate) struct ReplayCopy<B, S> {
     service: S,
 }
 
-impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
+impl<B, S: Clone> ReplayCopy<B, S>
+where
+    B: Body + 'static,
+    B::Error: 'static,
+{
     /// A copy of `req` (which has no token yet) and of `service`; `None` when replay is off
     /// (`limit` is `None`) or the body cannot be reproduced.
     ///
-    /// `req` is borrowed mutably for one body type only: a `Full<Bytes>` hands out its bytes by
-    /// being polled, so they are taken out, copied and put back unchanged.
+    /// `req` is borrowed mutably for the body types whose content is taken out and put back (a
+    /// `Full<Bytes>` hands out its bytes by being polled) and for boxed bodies, which are wrapped
+    /// in a recorder inside the same box type.
     #[inline]
     pub(crate) fn of(req: &mut Request<B>, limit: Option<u64>, service: &S) -> Option<Self> {
-        let size = req.body().size_hint();
-        // Known by its type before anything is copied, so that a stack whose body type is not
-        // replayable (a boxed or streaming body) pays nothing.
+        // Known by its type before anything is copied, so that a stack whose body type cannot be
+        // replayed pays nothing.
         let kind = Kind::of::<B>()?;
-        if size.upper() != Some(size.lower()) || size.lower() > limit? {
+        let limit = limit?;
+        let size = req.body().size_hint();
+        if size.lower() > limit || (kind.in_memory() && size.upper() != Some(size.lower())) {
             return None;
         }
         // The size was checked against `limit`; the bytes of a body kept in the buffer fit the
@@ -55,7 +65,8 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
             0
         };
         let mut head = HeadCopy::of(req, body_len);
-        let body = BodyCopy::of(kind, req.body_mut(), head.text())?;
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let body = BodyCopy::of(kind, req.body_mut(), head.text(), cap)?;
         Some(Self {
             head,
             body,
@@ -64,15 +75,26 @@ impl<B: Body + 'static, S: Clone> ReplayCopy<B, S> {
     }
 }
 
-impl<B: 'static, S> ReplayCopy<B, S> {
-    /// The request again, and the service to send it through; `None` only if the copy cannot be
-    /// read back (which a copy of a valid request always can; the failure is logged).
+impl<B, S> ReplayCopy<B, S>
+where
+    B: Body + 'static,
+    B::Error: 'static,
+{
+    /// The request again, and the service to send it through; `None` if the body cannot be sent
+    /// again after all (a recorded body that grew past the cap or failed), or the copy cannot be
+    /// read back (which a copy of a valid request always can; that failure is logged).
     pub(crate) fn rebuild(self) -> Option<(Request<B>, S)> {
-        let rebuilt = self
-            .head
-            .body_bytes()
-            .and_then(|bytes| self.body.rebuild(bytes))
-            .and_then(|body| self.head.rebuild(body));
+        let body = match self.body {
+            BodyCopy::Recorded(tape) => tape.rewind()?,
+            body => {
+                let rebuilt = self.head.body_bytes().and_then(|bytes| body.rebuild(bytes));
+                if rebuilt.is_none() {
+                    event!(warn, "could not build a request body again for a replay");
+                }
+                rebuilt?
+            }
+        };
+        let rebuilt = self.head.rebuild(body);
         if rebuilt.is_none() {
             event!(
                 warn,
@@ -83,8 +105,8 @@ impl<B: 'static, S> ReplayCopy<B, S> {
     }
 }
 
-/// How a body is kept: the body types whose content is in memory are known by type (found with
-/// an `Any` downcast, no unsafe code), and anything else is not replayed.
+/// How a body is kept. The body types whose content is in memory, and the boxed types, are known
+/// by type (found with an `Any` downcast, no unsafe code); anything else is not replayed.
 enum BodyCopy<B> {
     /// Holds nothing, or only `'static` data: a copy of the value itself.
     Value(B),
@@ -92,9 +114,14 @@ enum BodyCopy<B> {
     Full,
     /// A `String` whose bytes are in the head's buffer.
     String,
+    /// A boxed body that says it is empty: replayed as an empty one of the same box type.
+    EmptyBoxed,
+    /// A boxed body recorded as the first attempt sends it.
+    Recorded(Box<dyn Rewind<B>>),
 }
 
-/// The body types a replay copy knows: those whose content is in memory.
+/// The body types a replay copy knows: those whose content is in memory, and the boxed ones
+/// (whose content is recorded as it is sent).
 #[derive(Clone, Copy)]
 enum Kind {
     FullBytes,
@@ -102,12 +129,19 @@ enum Kind {
     EmptyBytes,
     FullStatic,
     EmptyStatic,
+    /// `BoxBody<Bytes, E>`, for the body's own `E`.
+    Boxed,
+    /// `UnsyncBoxBody<Bytes, E>`, for the body's own `E`.
+    UnsyncBoxed,
 }
 
 impl Kind {
     /// The kind of bodies of type `B`, if it is one of them (a compile-time constant).
     #[inline]
-    fn of<B: 'static>() -> Option<Self> {
+    fn of<B: Body + 'static>() -> Option<Self>
+    where
+        B::Error: 'static,
+    {
         let id = TypeId::of::<B>();
         [
             (TypeId::of::<Full<Bytes>>(), Self::FullBytes),
@@ -115,6 +149,11 @@ impl Kind {
             (TypeId::of::<Empty<Bytes>>(), Self::EmptyBytes),
             (TypeId::of::<Full<&'static [u8]>>(), Self::FullStatic),
             (TypeId::of::<Empty<&'static [u8]>>(), Self::EmptyStatic),
+            (TypeId::of::<BoxBody<Bytes, B::Error>>(), Self::Boxed),
+            (
+                TypeId::of::<UnsyncBoxBody<Bytes, B::Error>>(),
+                Self::UnsyncBoxed,
+            ),
         ]
         .into_iter()
         .find_map(|(known, kind)| (known == id).then_some(kind))
@@ -124,11 +163,21 @@ impl Kind {
     fn keeps_bytes(self) -> bool {
         matches!(self, Self::FullBytes | Self::String)
     }
+
+    /// Whether the body's whole content is in memory (so its size is known exactly).
+    fn in_memory(self) -> bool {
+        !matches!(self, Self::Boxed | Self::UnsyncBoxed)
+    }
 }
 
-impl<B: 'static> BodyCopy<B> {
-    /// Copies `body`, of kind `kind`: its bytes go to `text`, or the value is kept.
-    fn of(kind: Kind, body: &mut B, text: &mut Vec<u8>) -> Option<Self> {
+impl<B: Body + 'static> BodyCopy<B>
+where
+    B::Error: 'static,
+{
+    /// Copies `body`, of kind `kind`: its bytes go to `text`, the value is kept, or a boxed body
+    /// is wrapped in a recorder of at most `cap` bytes.
+    fn of(kind: Kind, body: &mut B, text: &mut Vec<u8>, cap: usize) -> Option<Self> {
+        let exactly_empty = body.size_hint().exact() == Some(0);
         let body: &mut dyn Any = body;
         match kind {
             Kind::FullBytes => {
@@ -154,6 +203,21 @@ impl<B: 'static> BodyCopy<B> {
             Kind::EmptyStatic => {
                 cast(*body.downcast_ref::<Empty<&'static [u8]>>()?).map(Self::Value)
             }
+            Kind::Boxed | Kind::UnsyncBoxed if exactly_empty => Some(Self::EmptyBoxed),
+            Kind::Boxed => {
+                let boxed = body.downcast_mut::<BoxBody<Bytes, B::Error>>()?;
+                let original = std::mem::replace(boxed, BoxBody::new(empty()));
+                let (recorder, tape) = Tape::record(original, cap);
+                *boxed = BoxBody::new(recorder);
+                Some(Self::Recorded(Box::new(SyncTape(tape))))
+            }
+            Kind::UnsyncBoxed => {
+                let boxed = body.downcast_mut::<UnsyncBoxBody<Bytes, B::Error>>()?;
+                let original = std::mem::replace(boxed, UnsyncBoxBody::new(empty()));
+                let (recorder, tape) = Tape::record(original, cap);
+                *boxed = UnsyncBoxBody::new(recorder);
+                Some(Self::Recorded(Box::new(UnsyncTape(tape))))
+            }
         }
     }
 
@@ -162,7 +226,38 @@ impl<B: 'static> BodyCopy<B> {
             Self::Value(body) => Some(body),
             Self::Full => cast(Full::new(wiped_copy(bytes))),
             Self::String => cast(String::from_utf8(bytes.to_vec()).ok()?),
+            Self::EmptyBoxed => cast(BoxBody::<Bytes, B::Error>::new(empty()))
+                .or_else(|| cast(UnsyncBoxBody::<Bytes, B::Error>::new(empty()))),
+            Self::Recorded(tape) => tape.rewind(),
         }
+    }
+}
+
+/// An empty body with any error type; zero-sized, so boxing it allocates nothing.
+fn empty<E>() -> MapErr<Empty<Bytes>, fn(Infallible) -> E> {
+    Empty::new().map_err(|never| match never {})
+}
+
+/// A recording that can give back a body of type `B` for the replay.
+trait Rewind<B>: Send + Sync {
+    fn rewind(&self) -> Option<B>;
+}
+
+/// The recording of a `BoxBody`.
+struct SyncTape<E>(Tape<BoxBody<Bytes, E>>);
+
+/// The recording of an `UnsyncBoxBody`.
+struct UnsyncTape<E>(Tape<UnsyncBoxBody<Bytes, E>>);
+
+impl<E: 'static, B: 'static> Rewind<B> for SyncTape<E> {
+    fn rewind(&self) -> Option<B> {
+        cast(BoxBody::new(self.0.rewind()?))
+    }
+}
+
+impl<E: 'static, B: 'static> Rewind<B> for UnsyncTape<E> {
+    fn rewind(&self) -> Option<B> {
+        cast(UnsyncBoxBody::new(self.0.rewind()?))
     }
 }
 
@@ -243,10 +338,10 @@ mod tests {
     fn bodies_over_the_limit_or_unknown_are_not_copied() {
         assert!(copied(Full::new(Bytes::from_static(b"0123456789a")), 10).is_none());
         assert!(copied(Chunks(Some(Bytes::from_static(b"x"))), 1 << 20).is_none());
-        let boxed = http_body_util::BodyExt::boxed(Full::new(Bytes::from_static(b"x")));
+        let boxed = http_body_util::BodyExt::boxed(Full::new(Bytes::from_static(b"0123456789a")));
         assert!(
-            copied(boxed, 1 << 20).is_none(),
-            "type-erased bodies cannot be copied"
+            copied(boxed, 10).is_none(),
+            "a boxed body that says it is over the limit is not recorded"
         );
         let mut request = Request::post("https://h/").body(String::new()).unwrap();
         assert!(
@@ -255,11 +350,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn boxed_bodies_are_recorded_as_they_are_sent_and_come_back() {
+        use http_body_util::BodyExt;
+        let stream = Chunks(Some(Bytes::from_static(b"streamed"))).boxed();
+        let (sent, copy) = copied(stream, 64).expect("a boxed body is recorded");
+        assert_eq!(
+            bytes_of(sent.into_body()).await,
+            b"streamed",
+            "sent as it was"
+        );
+        let (again, ()) = copy.rebuild().expect("rebuilt");
+        assert_eq!(bytes_of(again.into_body()).await, b"streamed");
+
+        let unsync = Chunks(Some(Bytes::from_static(b"unsync"))).boxed_unsync();
+        let (sent, copy) = copied(unsync, 64).expect("recorded");
+        assert_eq!(bytes_of(sent.into_body()).await, b"unsync");
+        assert_eq!(
+            bytes_of(copy.rebuild().unwrap().0.into_body()).await,
+            b"unsync"
+        );
+
+        let empty = Empty::<Bytes>::new().boxed();
+        let (_, copy) = copied(empty, 0).expect("an empty boxed body is kept as empty");
+        assert!(matches!(copy.body, BodyCopy::EmptyBoxed));
+        assert!(bytes_of(copy.rebuild().unwrap().0.into_body())
+            .await
+            .is_empty());
+
+        let long = Chunks(Some(Bytes::from(vec![b'x'; 65]))).boxed();
+        let (sent, copy) = copied(long, 64).expect("recorded while it fits");
+        assert_eq!(bytes_of(sent.into_body()).await.len(), 65);
+        assert!(copy.rebuild().is_none(), "past the cap: not replayed");
+    }
+
     #[test]
     fn a_body_type_that_cannot_be_copied_costs_no_copy_of_the_head() {
         let before = head::tests::copies();
-        let boxed = http_body_util::BodyExt::boxed(Full::new(Bytes::from_static(b"x")));
-        assert!(copied(boxed, 1 << 20).is_none());
         assert!(copied(Chunks(None), 1 << 20).is_none());
         assert_eq!(head::tests::copies(), before, "no head was copied");
         assert!(copied(Full::new(Bytes::from_static(b"x")), 1 << 20).is_some());
