@@ -226,7 +226,7 @@ fn baseline<B: 'static>(make: fn() -> Request<B>) -> u64 {
 
 fn vault<B>(make: fn() -> Request<B>, replay: bool) -> u64
 where
-    B: http_body::Body + 'static,
+    B: http_body::Body + Send + 'static,
 {
     let builder = VaultAuthLayer::builder(VAULT, StaticToken::new(TOKEN).unwrap());
     let layer = if replay { builder } else { builder.no_replay() }

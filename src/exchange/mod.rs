@@ -2,6 +2,7 @@
 //! replay, the inspection of an answer, and the body handed back.
 
 pub(crate) mod body;
+pub(crate) mod flow;
 pub(crate) mod inspect;
 pub(crate) mod replay;
 

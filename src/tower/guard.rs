@@ -7,8 +7,9 @@
 //! follower. tower-http's `FollowRedirect` copies the first request's headers into every hop and,
 //! with its standard policy, removes credentials only when a hop changes origin from the previous
 //! hop, so a second hop on a foreign host would get the token back; the guard removes it there.
-//! It also marks the answers of foreign hosts, so that the layer above does not take another
-//! host's `INVALID_SESSION_ID` or 401 for Vault's verdict on its token.
+//! It also marks the answers of foreign hosts, and of hops back to the Vault that the follower
+//! sent without the token, so that the layer above does not take such an `INVALID_SESSION_ID` or
+//! 401 for Vault's verdict on its token.
 //!
 //! ```
 //! use tower::ServiceBuilder;
@@ -41,12 +42,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::vault::binding::Binding;
-use crate::vault::strip::strip_vault_tokens;
+use crate::vault::strip::{carries_vault_token, strip_vault_tokens};
 use crate::VaultAuthLayer;
 
-/// Marks a response that came from a host other than the Vault, so the layer never judges it.
+/// Marks an answer that is not Vault's verdict on the layer's token: one from another host, or
+/// to a hop that went without the token (a follower strips it on a hop to another host and
+/// never puts it back). The layer never judges such an answer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ForeignAnswer;
+pub(crate) struct Unjudged;
 
 /// Makes [`TokenGuard`]s; get one from [`VaultAuthLayer::token_guard`].
 #[derive(Clone)]
@@ -113,9 +116,10 @@ where
         if foreign {
             strip_vault_tokens(req.headers_mut());
         }
+        let unjudged = foreign || !carries_vault_token(req.headers());
         GuardFuture {
             inner: self.inner.call(req),
-            foreign,
+            unjudged,
         }
     }
 }
@@ -126,7 +130,7 @@ pin_project! {
     pub struct GuardFuture<F> {
         #[pin]
         inner: F,
-        foreign: bool,
+        unjudged: bool,
     }
 }
 
@@ -139,8 +143,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        if *this.foreign {
-            response.extensions_mut().insert(ForeignAnswer);
+        if *this.unjudged {
+            response.extensions_mut().insert(Unjudged);
         }
         Poll::Ready(Ok(response))
     }

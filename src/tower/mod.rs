@@ -2,6 +2,7 @@
 //! [`VaultAuth`](crate::VaultAuth) service and its response future, and the token guard.
 
 pub(crate) mod builder;
+pub(crate) mod door;
 pub(crate) mod future;
 pub mod guard;
 pub(crate) mod layer;

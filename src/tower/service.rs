@@ -84,10 +84,13 @@ impl<S, R> VaultAuth<S, R> {
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for VaultAuth<S, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
-    ReqBody: Body + 'static,
-    ResBody: Body,
+    ReqBody: Body + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Send,
     R: FailureRule,
 {
     type Response = Response<ResponseBody<ResBody>>;
@@ -118,26 +121,45 @@ where
                 generation,
                 replay,
             ),
-            None => {
-                // The ready service goes with the request; the clone left here is polled ready
-                // before its next call, as tower requires.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let wait = binding.cache.acquire();
-                ResponseFuture::waiting(
-                    wait,
-                    Arc::clone(&self.binding),
-                    req,
-                    ready,
-                    self.rule.clone(),
-                    replay,
-                )
-            }
+            None => self.call_waiting(req, replay),
         }
     }
 }
 
 impl<S, R> VaultAuth<S, R> {
+    /// A request that found no token. It waits for one without holding the inner service's
+    /// readiness: the ready service is dropped here (giving back a concurrency permit or a buffer
+    /// slot, which the source's own requests may need), and a clone is polled ready once the
+    /// token is in hand. The clone left here is polled ready before its next call, as tower
+    /// requires.
+    #[inline(never)]
+    fn call_waiting<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        replay: Option<ReplayCopy<ReqBody, S>>,
+    ) -> ResponseFuture<S, ReqBody, ResBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        ReqBody: Body + Send + 'static,
+        ResBody: Body + Send + 'static,
+        ResBody::Data: Send,
+        ResBody::Error: Send,
+        R: FailureRule,
+    {
+        let unready = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, unready.clone()));
+        ResponseFuture::waiting(
+            Arc::clone(&self.binding.cache),
+            req,
+            unready,
+            self.rule.clone(),
+            &self.binding,
+            replay,
+        )
+    }
+
     /// A request for another host: let through without any Vault token, or refused. Out of line:
     /// the request path is for the Vault's requests.
     #[inline(never)]

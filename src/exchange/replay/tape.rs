@@ -273,7 +273,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Replayer<B> {
         if self.done {
             return SizeHint::with_exact(0);
         }
-        let hint = self.tape.lock().hint.clone();
+        let hint = self.tape.lock().hint;
         let sent = self.sent as u64;
         let mut left = SizeHint::new();
         left.set_lower(hint.lower().saturating_sub(sent));
