@@ -4,9 +4,15 @@
 //! the one-Vault rule, failure detection, the single binding refresh and the replay rules. A tower
 //! client and a reqwest client made from one layer hold one token between them.
 //!
-//! Replay uses [`reqwest::Request::try_clone`]: requests with an in-memory body of at most the
-//! replay limit (64 KiB by default) are sent again once after a rejection; a streaming body cannot
-//! be cloned, so that request gets Vault's answer and the next request carries the new token.
+//! It replays what the tower door replays, through the same flow: a request with an in-memory body
+//! of at most the replay limit (64 KiB by default) is copied before it is sent; a streaming body is
+//! recorded as reqwest sends it, up to the same limit, and replayed from the recording (then from
+//! the rest of the original body, if Vault answered before reqwest had sent it all). A body past
+//! the limit is sent once: that request gets Vault's answer and the next one carries the new token.
+//!
+//! An answer that reqwest reached by following a redirect is never taken for Vault's verdict on
+//! the token: reqwest drops `Authorization` on a hop to another host and does not put it back, so
+//! the last hop may have gone without it.
 //!
 //! Errors of this crate ([`TokenUnavailable`](crate::TokenUnavailable),
 //! [`NotForVault`](crate::NotForVault)) come back as `reqwest_middleware::Error::Middleware`;
@@ -15,17 +21,17 @@
 use std::fmt;
 use std::sync::Arc;
 
+use ::reqwest::{Body, Request, Response, ResponseBuilderExt, Url};
 use http::header::AUTHORIZATION;
-use http::Extensions;
-use reqwest::{Request, Response, ResponseBuilderExt};
+use http::{Extensions, HeaderValue};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 
-use crate::cache::Reacquired;
+use crate::error::TokenUnavailable;
 use crate::exchange::body::ResponseBody;
-use crate::exchange::inspect::{Inspection, Started};
-use crate::trace::event;
+use crate::exchange::flow::{self, Door};
+use crate::exchange::replay::tape::Tape;
 use crate::vault::binding::{Admission, Binding};
-use crate::vault::detect::{FailureRule, VaultRule, Verdict};
+use crate::vault::detect::{FailureRule, VaultRule};
 use crate::vault::origin::Target;
 use crate::vault::strip::strip_vault_tokens;
 use crate::VaultAuthLayer;
@@ -84,36 +90,8 @@ impl<R: Clone> VaultAuthLayer<R> {
     }
 }
 
-impl<R: FailureRule> VaultAuthMiddleware<R> {
-    /// Whether `response` is Vault rejecting the token, reading its body only when the rule asks
-    /// to. The response handed back carries the same status, headers, URL and bytes.
-    async fn judge(&self, response: Response) -> (Response, bool) {
-        if !self.binding.is_vault(&target_of(response.url())) {
-            // reqwest followed a redirect to another host: its verdict is not Vault's.
-            return (response, false);
-        }
-        match self.rule.check_head(response.status(), response.headers()) {
-            Verdict::Pass => (response, false),
-            Verdict::AuthFailure => (response, true),
-            Verdict::InspectBody => {
-                let url = response.url().clone();
-                let response: http::Response<reqwest::Body> = response.into();
-                match Inspection::start(response, self.binding.inspect_limit) {
-                    Started::TooLarge(untouched) => (rebuild(untouched, url), false),
-                    Started::Reading(mut inspection) => {
-                        let judged =
-                            std::future::poll_fn(|cx| inspection.poll_judge(cx, &self.rule)).await;
-                        let (response, rejected) = judged.expect("an inspection ends once");
-                        (rebuild(response, url), rejected)
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Where a reqwest request goes, as far as the origin check cares.
-fn target_of(url: &reqwest::Url) -> Target<'_> {
+fn target_of(url: &Url) -> Target<'_> {
     Target {
         scheme: Some(url.scheme()),
         host: url.host_str(),
@@ -122,26 +100,128 @@ fn target_of(url: &reqwest::Url) -> Target<'_> {
 }
 
 /// A reqwest response again, with its URL, from a response whose body was read ahead.
-fn rebuild(response: http::Response<ResponseBody<reqwest::Body>>, url: reqwest::Url) -> Response {
+fn rebuild(response: http::Response<ResponseBody<Body>>, url: Url) -> Response {
     let (mut parts, body) = response.into_parts();
     if let Ok(marker) = http::Response::builder().url(url).body(()) {
         parts.extensions.extend(marker.into_parts().0.extensions);
     }
-    Response::from(http::Response::from_parts(parts, reqwest::Body::wrap(body)))
+    Response::from(http::Response::from_parts(parts, Body::wrap(body)))
 }
 
-/// A copy of `request` to send again after a rejection, if its body is in memory and small enough.
-fn replay_copy(request: &Request, limit: Option<u64>) -> Option<Request> {
+/// The copy of a request kept for a replay: the request itself for an in-memory body, or its head
+/// and the recording of its streaming body.
+enum Copy {
+    Whole(Request),
+    Recorded(Request, Tape<Body>),
+}
+
+/// A copy of `request` to send again after a rejection, if its body is in memory and within
+/// `limit`, or streams and can be recorded within it (then the body is swapped for its recorder).
+fn replay_copy(request: &mut Request, limit: Option<u64>) -> Option<Copy> {
     let limit = limit?;
-    let fits = match request.body() {
-        None => true,
-        Some(body) => body.as_bytes().is_some_and(|b| b.len() as u64 <= limit),
+    let streaming = match request.body() {
+        None => false,
+        Some(body) => match body.as_bytes() {
+            Some(bytes) => {
+                if bytes.len() as u64 > limit {
+                    return None;
+                }
+                false
+            }
+            None => {
+                if http_body::Body::size_hint(body).lower() > limit {
+                    return None;
+                }
+                true
+            }
+        },
     };
-    if fits {
-        request.try_clone()
-    } else {
-        None
+    if !streaming {
+        return request.try_clone().map(Copy::Whole);
     }
+    let body = request.body_mut().take()?;
+    let head = request.try_clone();
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let (recorder, tape) = Tape::record(body, cap);
+    *request.body_mut() = Some(Body::wrap(recorder));
+    Some(Copy::Recorded(head?, tape))
+}
+
+/// The reqwest door's part in the shared flow.
+struct ReqwestDoor<'a, R> {
+    next: Next<'a>,
+    extensions: &'a mut Extensions,
+    binding: &'a Binding,
+    rule: &'a R,
+}
+
+impl<R: FailureRule> Door for ReqwestDoor<'_, R> {
+    type Request = Request;
+    type Sent = Response;
+    type Response = Response;
+    type Replay = Copy;
+    type Error = Error;
+
+    fn unavailable(err: TokenUnavailable) -> Error {
+        Error::middleware(err)
+    }
+
+    fn rebuild(&mut self, copy: Copy) -> Option<Request> {
+        match copy {
+            Copy::Whole(request) => Some(request),
+            Copy::Recorded(mut request, tape) => {
+                *request.body_mut() = Some(Body::wrap(tape.rewind()?));
+                Some(request)
+            }
+        }
+    }
+
+    async fn send(&mut self, mut request: Request, header: HeaderValue) -> Result<Response> {
+        request.headers_mut().insert(AUTHORIZATION, header);
+        let sent_to = SentTo(request.url().clone());
+        let mut response = self.next.clone().run(request, self.extensions).await?;
+        response.extensions_mut().insert(sent_to);
+        Ok(response)
+    }
+
+    async fn judge(&mut self, response: Response) -> (Response, bool) {
+        judge(response, self.binding, self.rule).await
+    }
+
+    async fn discard(&mut self, response: Response) {
+        let response: http::Response<Body> = response.into();
+        flow::discard_body(response.into_body()).await;
+    }
+}
+
+/// Whether `response` is Vault rejecting the token, reading its body only when the rule asks to.
+/// The response handed back carries the same status, headers, URL and bytes.
+async fn judge<R: FailureRule>(
+    response: Response,
+    binding: &Binding,
+    rule: &R,
+) -> (Response, bool) {
+    if !binding.is_vault(&target_of(response.url())) || was_redirected(&response) {
+        // Another host's answer, or one reached by a redirect whose last hop may have gone
+        // without the token: not Vault's verdict on it.
+        return (response, false);
+    }
+    let url = response.url().clone();
+    let response: http::Response<Body> = response.into();
+    let (response, rejected) = flow::judge_http(response, rule, binding.inspect_limit).await;
+    (rebuild(response, url), rejected)
+}
+
+/// The URL a request was sent to, kept beside it so that its answer can tell whether reqwest
+/// followed a redirect to get there.
+#[derive(Clone)]
+struct SentTo(Url);
+
+fn was_redirected(response: &Response) -> bool {
+    response
+        .extensions()
+        .get::<SentTo>()
+        .is_some_and(|sent| sent.0 != *response.url())
 }
 
 #[async_trait::async_trait]
@@ -168,53 +248,19 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
             }
             Admission::Refuse(refused) => return Err(Error::middleware(refused)),
         }
-
-        let mut token = binding.cache.current();
-        for _ in 0..2 {
-            if token.is_some() {
-                break;
-            }
-            // No token, or gone again before this request could use it: wait for one.
-            let outcome = binding.cache.acquire().await;
-            token = binding
-                .cache
-                .token_after(&outcome)
-                .map_err(Error::middleware)?;
-        }
-        let (generation, header) =
-            token.ok_or_else(|| Error::middleware(crate::TokenUnavailable::gone()))?;
-        let replay = replay_copy(&request, binding.replay_limit);
-        request.headers_mut().insert(AUTHORIZATION, header);
-        let response = next.clone().run(request, extensions).await?;
-        let (response, rejected) = self.judge(response).await;
-        if !rejected {
-            return Ok(response);
-        }
-
-        let reacquired = binding.cache.reject(generation);
-        let Some(mut replay) = replay else {
-            // The fetch goes on without us and serves the next request.
-            return Ok(response);
+        let cache = &binding.cache;
+        let (generation, header) = match cache.current() {
+            Some(token) => token,
+            None => flow::first_token(cache).await.map_err(Error::middleware)?,
         };
-        if reacquired.await != Reacquired::Replay {
-            return Ok(response);
-        }
-        let Some((generation, header)) = binding.cache.current() else {
-            return Ok(response);
+        let replay = replay_copy(&mut request, binding.replay_limit);
+        let mut door = ReqwestDoor {
+            next,
+            extensions,
+            binding,
+            rule: &self.rule,
         };
-        binding.cache.count_replay();
-        event!(
-            debug,
-            generation,
-            "replaying the request with the new token"
-        );
-        replay.headers_mut().insert(AUTHORIZATION, header);
-        let second = next.run(replay, extensions).await?;
-        let (second, rejected) = self.judge(second).await;
-        if rejected {
-            // Never a second replay; let the next request find a fresh token.
-            drop(binding.cache.reject(generation));
-        }
-        Ok(second)
+        let response = door.send(request, header).await?;
+        flow::judge_and_recover(door, Arc::clone(cache), generation, response, replay).await
     }
 }

@@ -123,12 +123,52 @@ async fn concurrent_rejections_share_one_fetch() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_streaming_body_is_not_replayed_and_the_next_request_gets_the_new_token() {
+async fn a_streaming_body_within_the_cap_is_recorded_and_replayed_whole() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let (old, new) = (vault.issue_token(), vault.issue_token());
     let source = tokens_in_order(vec![old.clone(), new.clone()]);
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
+    vault.revoke(&old);
+
+    let streaming = reqwest::Body::wrap(Chunks(vec![
+        Bytes::from_static(b"q=SELECT+id"),
+        Bytes::from_static(b"+FROM+documents"),
+    ]));
+    let response = client
+        .post(vault.api_url("/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(streaming)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    let requests = vault.requests();
+    assert_eq!(requests.len(), 3);
+    for sent in &requests[1..] {
+        assert_eq!(&sent.body[..], b"q=SELECT+id+FROM+documents");
+    }
+    assert_eq!(bearer(&vault, 2), format!("Bearer {new}"));
+    assert_eq!(layer.handle().status().replays, 1);
+    assert_eq!(source.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_past_the_cap_is_not_replayed_and_the_next_request_gets_the_new_token() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new.clone()]);
+    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
+        .max_replay_body(16)
+        .build()
+        .unwrap();
     let client = reqwest_client(&layer);
     client
         .get(vault.api_url("/objects/users/me"))

@@ -26,7 +26,7 @@ use crate::token::wiped_copy;
 use crate::trace::event;
 
 mod head;
-mod tape;
+pub(crate) mod tape;
 
 /// Everything needed to send a request again: its head, its body and a clone of the service to
 /// send it through.
