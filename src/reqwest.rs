@@ -234,11 +234,12 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
     ) -> Result<Response> {
         let binding = &*self.binding;
         let target = target_of(request.url());
-        let admission = if binding.is_vault(&target) {
-            binding.admit_headers(request.headers_mut())
-        } else {
-            binding.admit_foreign(&target)
-        };
+        let admission =
+            if binding.is_vault(&target) && binding.foreign_host(request.headers()).is_none() {
+                binding.admit_headers(request.headers_mut())
+            } else {
+                binding.admit_other(&target, request.headers())
+            };
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return next.run(request, extensions).await,

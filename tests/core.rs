@@ -108,10 +108,25 @@ fn the_vault_url_must_be_https_unless_loopback() {
     }
     assert!(VaultAuthLayer::new("https://myvault.veevavault.com", source()).is_ok());
     assert!(VaultAuthLayer::new("http://127.0.0.1:9", source()).is_ok());
-    assert!(matches!(
-        VaultAuthLayer::new("myvault", source()).unwrap_err(),
-        ConfigError::InvalidVaultUrl { .. }
-    ));
+    assert!(
+        VaultAuthLayer::new("myvault.veevavault.com", source()).is_ok(),
+        "a bare DNS name is read as https://"
+    );
+    for bad in [
+        "not a url",
+        "ftp://myvault.veevavault.com",
+        "https://",
+        "https://me@myvault.veevavault.com",
+        "https://myvault.veevavault.com/api",
+    ] {
+        assert!(
+            matches!(
+                VaultAuthLayer::new(bad, source()).unwrap_err(),
+                ConfigError::InvalidVaultUrl { .. }
+            ),
+            "{bad}"
+        );
+    }
 }
 
 #[tokio::test]

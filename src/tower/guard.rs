@@ -112,7 +112,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let foreign = !self.binding.is_vault_uri(req.uri());
+        let foreign = !self.binding.is_vault_uri(req.uri())
+            || self.binding.foreign_host(req.headers()).is_some();
         if foreign {
             strip_vault_tokens(req.headers_mut());
         }

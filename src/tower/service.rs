@@ -105,7 +105,7 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let binding = &*self.binding;
-        if !binding.is_vault_uri(req.uri()) {
+        if !binding.is_vault_uri(req.uri()) || binding.foreign_host(req.headers()).is_some() {
             return self.call_foreign(req);
         }
         if let Admission::PassThrough = binding.admit_headers(req.headers_mut()) {
@@ -160,8 +160,8 @@ impl<S, R> VaultAuth<S, R> {
         )
     }
 
-    /// A request for another host: let through without any Vault token, or refused. Out of line:
-    /// the request path is for the Vault's requests.
+    /// A request for another host (by its URI or its `Host` header): let through without any
+    /// Vault token, or refused. Out of line: the request path is for the Vault's requests.
     #[inline(never)]
     fn call_foreign<ReqBody, ResBody>(
         &mut self,
@@ -172,7 +172,10 @@ impl<S, R> VaultAuth<S, R> {
         ResBody: Body,
         R: Clone,
     {
-        match self.binding.admit_foreign(&Target::of(req.uri())) {
+        match self
+            .binding
+            .admit_other(&Target::of(req.uri()), req.headers())
+        {
             Admission::Refuse(refused) => ResponseFuture::failed(refused.into(), self.rule.clone()),
             _ => {
                 strip_vault_tokens(req.headers_mut());

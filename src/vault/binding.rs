@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue, Uri};
+use http::header::{AUTHORIZATION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::origin::{Target, VaultOrigin};
 use crate::cache::Cache;
@@ -51,15 +51,52 @@ impl Binding {
         self.origin.surely_matches(uri) || self.origin.matches(&Target::of(uri))
     }
 
+    /// A `Host` header of the request that names another host than the Vault, if any. Vaults
+    /// share one domain, and a front end that routes by `Host` would hand the token to whichever
+    /// Vault it names: such a request is treated as one for another host.
+    #[inline]
+    pub(crate) fn foreign_host<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+        if headers.is_empty() {
+            return None;
+        }
+        self.foreign_host_in(headers)
+    }
+
+    #[inline(never)]
+    fn foreign_host_in<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+        headers
+            .get_all(HOST)
+            .iter()
+            .find(|value| !self.origin.is_host(value.as_bytes()))
+    }
+
     /// [`inspect_limit`](Self::inspect_limit), for a response future to carry in four bytes.
     #[inline]
     pub(crate) fn inspect_limit_u32(&self) -> u32 {
         u32::try_from(self.inspect_limit).unwrap_or(u32::MAX)
     }
 
+    /// What both front doors do with a request for `target` that is not for the Vault (by its
+    /// URI, or by a `Host` header in `headers` that names another host).
+    pub(crate) fn admit_other(&self, target: &Target<'_>, headers: &HeaderMap) -> Admission {
+        let Some(host) = self.foreign_host(headers) else {
+            return self.admit_foreign(target);
+        };
+        let named = http::uri::Authority::try_from(host.as_bytes()).ok();
+        let by_host = Target {
+            scheme: target.scheme,
+            host: Some(match &named {
+                Some(authority) => authority.host(),
+                None => "(an unreadable Host header)",
+            }),
+            port: named.as_ref().and_then(http::uri::Authority::port_u16),
+        };
+        self.admit_foreign(&by_host)
+    }
+
     /// What both front doors do with a request that is not for the Vault: let it through without
     /// a token, or refuse it.
-    pub(crate) fn admit_foreign(&self, target: &Target<'_>) -> Admission {
+    fn admit_foreign(&self, target: &Target<'_>) -> Admission {
         if self.pass_through_other_hosts {
             event!(
                 debug,

@@ -21,30 +21,63 @@ pub(crate) struct VaultOrigin {
 }
 
 impl VaultOrigin {
+    /// Reads the Vault's URL: `https://host[:port]`, with an optional `/` at the end. A bare DNS
+    /// name (`myvault.veevavault.com`, as `VEEVA_VAULT_DNS` and Vault's docs give it) means
+    /// `https://` that name. A URL with user info, a path, a query or a fragment is refused: none
+    /// of them would be kept, and the token goes to the origin only.
     pub(crate) fn parse(url: &str) -> Result<Self, ConfigError> {
         let invalid = |reason: &str| ConfigError::InvalidVaultUrl {
             reason: reason.to_owned(),
         };
-        let uri: Uri = url
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        let with_scheme;
+        let url = if url.contains("://") {
+            url
+        } else {
+            // A bare DNS name, perhaps with a port.
+            with_scheme = format!("https://{url}");
+            &with_scheme
+        };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return Err(invalid(&format!(
+                "the scheme `{scheme}` is not supported: use https:// (or http:// for a loopback address)"
+            )));
+        }
+        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_len);
+        if authority.is_empty() {
+            return Err(invalid("it has no host"));
+        }
+        if authority.contains('@') {
+            return Err(invalid(
+                "it has user info (`user@`): the token is the credential; give only the Vault's origin",
+            ));
+        }
+        if !tail.is_empty() && tail != "/" {
+            return Err(invalid(
+                "it has a path, query or fragment: give only the Vault's origin (`https://myvault.veevavault.com`); requests name their own paths",
+            ));
+        }
+        let uri: Uri = format!("{scheme}://{authority}/")
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-        let scheme = uri
-            .scheme_str()
-            .ok_or_else(|| invalid("it has no scheme"))?;
         let host = uri.host().ok_or_else(|| invalid("it has no host"))?;
         if host.is_empty() {
             return Err(invalid("it has no host"));
         }
-        let https = scheme.eq_ignore_ascii_case("https");
-        let loopback_http = scheme.eq_ignore_ascii_case("http") && is_loopback(host);
-        if !(https || loopback_http) {
+        if !https && !is_loopback(host) {
             return Err(ConfigError::InsecureScheme {
                 scheme: scheme.to_owned(),
             });
         }
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let host = host.to_ascii_lowercase();
         let default_port = if https { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let host = host.to_ascii_lowercase();
         Ok(Self {
             bare_authority: (port == default_port).then(|| host.clone().into()),
             full_authority: format!("{host}:{port}").into(),
@@ -101,6 +134,21 @@ impl VaultOrigin {
                 .as_deref()
                 .is_some_and(|bare| authority == bare || authority.eq_ignore_ascii_case(bare))
                 || authority.eq_ignore_ascii_case(&self.full_authority))
+    }
+
+    /// Whether a `Host` header value names this Vault: its host (any case) and port (the
+    /// scheme's default when absent). A value that is not an authority does not.
+    pub(crate) fn is_host(&self, value: &[u8]) -> bool {
+        let Ok(authority) = http::uri::Authority::try_from(value) else {
+            return false;
+        };
+        let default = if self.https { 443 } else { 80 };
+        authority.as_str().find('@').is_none()
+            && authority
+                .host()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&self.host)
+            && authority.port_u16().unwrap_or(default) == self.port
     }
 
     pub(crate) fn refuse(&self, target: &Target<'_>) -> NotForVault {
@@ -216,11 +264,7 @@ mod tests {
         ] {
             assert!(VaultOrigin::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "http://myvault.veevavault.com",
-            "http://10.0.0.1",
-            "ftp://myvault.veevavault.com",
-        ] {
+        for bad in ["http://myvault.veevavault.com", "http://10.0.0.1"] {
             assert!(
                 matches!(
                     VaultOrigin::parse(bad),
@@ -237,5 +281,38 @@ mod tests {
             VaultOrigin::parse("/relative"),
             Err(ConfigError::InvalidVaultUrl { .. })
         ));
+    }
+
+    fn refusal(url: &str) -> String {
+        match VaultOrigin::parse(url) {
+            Err(ConfigError::InvalidVaultUrl { reason }) => reason,
+            Err(other) => panic!("{url}: {other:?}"),
+            Ok(vault) => panic!("{url} accepted as {}", vault.shown),
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_what_is_wrong() {
+        assert!(refusal("ftp://myvault.veevavault.com").contains("`ftp` is not supported"));
+        assert!(refusal("ftp://127.0.0.1").contains("`ftp` is not supported"));
+        assert_eq!(refusal("https://"), "it has no host");
+        assert_eq!(refusal(""), "it is empty");
+        assert!(refusal("https://user:pw@myvault.veevavault.com").contains("user info"));
+        assert!(refusal("https://myvault.veevavault.com/api/v26.2").contains("path"));
+        assert!(refusal("https://myvault.veevavault.com?x=1").contains("path, query"));
+        assert!(refusal("https://myvault.veevavault.com#top").contains("fragment"));
+    }
+
+    #[test]
+    fn a_bare_dns_name_means_https() {
+        let vault = origin("myvault.veevavault.com");
+        assert_eq!(&*vault.shown, "https://myvault.veevavault.com:443");
+        let vault = origin("MyVault.veevavault.com:8443");
+        assert_eq!(&*vault.shown, "https://myvault.veevavault.com:8443");
+        assert_eq!(
+            &*origin("https://myvault.veevavault.com/").shown,
+            "https://myvault.veevavault.com:443",
+            "a trailing slash is fine"
+        );
     }
 }
