@@ -348,3 +348,32 @@ fn judging_a_vault_success_response_allocates_nothing() {
     );
     assert_eq!(ours, base);
 }
+
+type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A typical request whose body is boxed (what a generic client sends), with in-memory content.
+fn boxed_form() -> Request<Boxed> {
+    use http_body_util::BodyExt;
+    typical().map(BodyExt::boxed)
+}
+
+/// The same with an empty boxed body.
+fn boxed_empty() -> Request<Boxed> {
+    use http_body_util::BodyExt;
+    minimal().map(BodyExt::boxed)
+}
+
+/// A boxed body is recorded as it is sent: the layer allocates the recording's shared state, its
+/// buffer (the body's length when it says so, else 1 KiB, at most the replay cap) and the box
+/// around the recorder. The buffer grows (by doubling, within the cap) only for a body longer
+/// than it said; this inner service reads no body, so nothing grows here.
+#[test]
+fn a_boxed_body_costs_three_allocations_for_its_recording_and_nothing_without_replay() {
+    assert_eq!(vault(boxed_form, true), baseline(boxed_form) + 3);
+    assert_eq!(vault(boxed_form, false), baseline(boxed_form));
+}
+
+#[test]
+fn an_empty_boxed_body_is_kept_as_empty_and_costs_nothing() {
+    assert_eq!(vault(boxed_empty, true), baseline(boxed_empty));
+}

@@ -10,15 +10,16 @@
 //! again from the bytes only if Vault rejects the token.
 
 use std::any::{Any, TypeId};
-use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::Request;
 use http_body::Body;
-use http_body_util::combinators::{BoxBody, MapErr, UnsyncBoxBody};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+use http_body_util::{Empty, Full};
 
 use self::head::HeadCopy;
 use self::tape::Tape;
@@ -85,7 +86,7 @@ where
     /// read back (which a copy of a valid request always can; that failure is logged).
     pub(crate) fn rebuild(self) -> Option<(Request<B>, S)> {
         let body = match self.body {
-            BodyCopy::Recorded(tape) => tape.rewind()?,
+            BodyCopy::Recorded(tape) => rewind(tape)?,
             body => {
                 let rebuilt = self.head.body_bytes().and_then(|bytes| body.rebuild(bytes));
                 if rebuilt.is_none() {
@@ -116,8 +117,9 @@ enum BodyCopy<B> {
     String,
     /// A boxed body that says it is empty: replayed as an empty one of the same box type.
     EmptyBoxed,
-    /// A boxed body recorded as the first attempt sends it.
-    Recorded(Box<dyn Rewind<B>>),
+    /// A boxed body recorded as the first attempt sends it: the tape of a `BoxBody` or an
+    /// `UnsyncBoxBody` of `B`'s error type, its type erased (it cannot be named here).
+    Recorded(Arc<dyn Any + Send + Sync>),
 }
 
 /// The body types a replay copy knows: those whose content is in memory, and the boxed ones
@@ -206,17 +208,17 @@ where
             Kind::Boxed | Kind::UnsyncBoxed if exactly_empty => Some(Self::EmptyBoxed),
             Kind::Boxed => {
                 let boxed = body.downcast_mut::<BoxBody<Bytes, B::Error>>()?;
-                let original = std::mem::replace(boxed, BoxBody::new(empty()));
+                let original = std::mem::replace(boxed, BoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = BoxBody::new(recorder);
-                Some(Self::Recorded(Box::new(SyncTape(tape))))
+                Some(Self::Recorded(tape.into_any()))
             }
             Kind::UnsyncBoxed => {
                 let boxed = body.downcast_mut::<UnsyncBoxBody<Bytes, B::Error>>()?;
-                let original = std::mem::replace(boxed, UnsyncBoxBody::new(empty()));
+                let original = std::mem::replace(boxed, UnsyncBoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = UnsyncBoxBody::new(recorder);
-                Some(Self::Recorded(Box::new(UnsyncTape(tape))))
+                Some(Self::Recorded(tape.into_any()))
             }
         }
     }
@@ -226,38 +228,53 @@ where
             Self::Value(body) => Some(body),
             Self::Full => cast(Full::new(wiped_copy(bytes))),
             Self::String => cast(String::from_utf8(bytes.to_vec()).ok()?),
-            Self::EmptyBoxed => cast(BoxBody::<Bytes, B::Error>::new(empty()))
-                .or_else(|| cast(UnsyncBoxBody::<Bytes, B::Error>::new(empty()))),
-            Self::Recorded(tape) => tape.rewind(),
+            Self::EmptyBoxed => cast(BoxBody::<Bytes, B::Error>::new(Nothing::new()))
+                .or_else(|| cast(UnsyncBoxBody::<Bytes, B::Error>::new(Nothing::new()))),
+            Self::Recorded(tape) => rewind(tape),
         }
     }
 }
 
-/// An empty body with any error type; zero-sized, so boxing it allocates nothing.
-fn empty<E>() -> MapErr<Empty<Bytes>, fn(Infallible) -> E> {
-    Empty::new().map_err(|never| match never {})
+/// The body a replay of a recorded boxed body sends, boxed again as `B` is.
+fn rewind<B: Body + 'static>(tape: Arc<dyn Any + Send + Sync>) -> Option<B>
+where
+    B::Error: 'static,
+{
+    if let Some(tape) = Tape::<BoxBody<Bytes, B::Error>>::from_any(Arc::clone(&tape)) {
+        return cast(BoxBody::new(tape.rewind()?));
+    }
+    let tape = Tape::<UnsyncBoxBody<Bytes, B::Error>>::from_any(tape)?;
+    cast(UnsyncBoxBody::new(tape.rewind()?))
 }
 
-/// A recording that can give back a body of type `B` for the replay.
-trait Rewind<B>: Send + Sync {
-    fn rewind(&self) -> Option<B>;
-}
+/// An empty body with any error type. Zero-sized, so that boxing it allocates nothing: it stands
+/// in a boxed body's place while the original is moved into its recorder, and it is the replay
+/// of a boxed body that said it was empty.
+struct Nothing<E>(PhantomData<fn() -> E>);
 
-/// The recording of a `BoxBody`.
-struct SyncTape<E>(Tape<BoxBody<Bytes, E>>);
-
-/// The recording of an `UnsyncBoxBody`.
-struct UnsyncTape<E>(Tape<UnsyncBoxBody<Bytes, E>>);
-
-impl<E: 'static, B: 'static> Rewind<B> for SyncTape<E> {
-    fn rewind(&self) -> Option<B> {
-        cast(BoxBody::new(self.0.rewind()?))
+impl<E> Nothing<E> {
+    fn new() -> Self {
+        Self(PhantomData)
     }
 }
 
-impl<E: 'static, B: 'static> Rewind<B> for UnsyncTape<E> {
-    fn rewind(&self) -> Option<B> {
-        cast(UnsyncBoxBody::new(self.0.rewind()?))
+impl<E> Body for Nothing<E> {
+    type Data = Bytes;
+    type Error = E;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, E>>> {
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(0)
     }
 }
 

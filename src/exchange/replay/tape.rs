@@ -10,6 +10,7 @@
 //! bytes into a larger buffer and wipes the old one; past the cap the recording is wiped and freed,
 //! and the request is not replayed. A body that fails while it is read is not replayed either.
 
+use std::any::Any;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -116,6 +117,23 @@ impl<B: Body<Data = Bytes> + Unpin> Tape<B> {
             body: None,
             done: false,
         })
+    }
+
+    /// The tape with its type erased, for a copy that cannot name `B` (its error type is generic);
+    /// no allocation: the shared state is already behind an `Arc`.
+    pub(crate) fn into_any(self) -> Arc<dyn Any + Send + Sync>
+    where
+        B: Send + 'static,
+    {
+        self.0
+    }
+
+    /// The tape again, if `any` is one of type `B`.
+    pub(crate) fn from_any(any: Arc<dyn Any + Send + Sync>) -> Option<Self>
+    where
+        B: Send + 'static,
+    {
+        any.downcast::<Mutex<Reel<B>>>().ok().map(Self)
     }
 
     fn lock(&self) -> MutexGuard<'_, Reel<B>> {
