@@ -226,7 +226,10 @@ impl<S, B, R: FailureRule> Ctx<S, B, R> {
             return Step::Done(response.map(ResponseBody::new));
         }
         match self.rule.check_head(response.status(), response.headers()) {
-            Verdict::Pass => Step::Done(response.map(ResponseBody::new)),
+            Verdict::Pass => {
+                crate::cache::note_accepted(self.cache, self.generation);
+                Step::Done(response.map(ResponseBody::new))
+            }
             verdict => self.on_suspect(response, verdict),
         }
     }
@@ -366,6 +369,7 @@ where
                         return Poll::Ready(Err("polled after completion".into()));
                     };
                     if !rejected {
+                        crate::cache::note_accepted(ctx.cache, ctx.generation);
                         return Poll::Ready(Ok(response));
                     }
                     match ctx.rejected(response) {

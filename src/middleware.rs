@@ -185,6 +185,7 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         let response = next.clone().run(request, extensions).await?;
         let (response, rejected) = self.judge(response).await;
         if !rejected {
+            crate::cache::note_accepted(shared.cache.id(), generation);
             return Ok(response);
         }
 
@@ -211,6 +212,8 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         if rejected {
             // Never a second replay; let the next request find a fresh token.
             drop(shared.cache.reject(generation));
+        } else {
+            crate::cache::note_accepted(shared.cache.id(), generation);
         }
         Ok(second)
     }
