@@ -44,6 +44,10 @@ pub enum UnavailableKind {
     NoRuntime,
     /// Vault rejected the token and the source had no other to give.
     Rejected,
+    /// Tokens were fetched for the request, but each was gone again (rejected by Vault for
+    /// another request, or expired) before the request could be sent with it. Asking again
+    /// usually helps.
+    Gone,
 }
 
 impl TokenUnavailable {
@@ -73,7 +77,7 @@ impl TokenUnavailable {
     /// The token a request waited for was rejected or expired before the request could use it,
     /// twice over.
     pub(crate) fn gone() -> Self {
-        Self::new(UnavailableKind::Rejected, None)
+        Self::new(UnavailableKind::Gone, None)
     }
 
     pub(crate) fn no_runtime() -> Self {
@@ -112,9 +116,10 @@ impl TokenUnavailable {
                 .as_ref()
                 .is_none_or(SourceError::is_retryable),
             UnavailableKind::NoRuntime => false,
-            UnavailableKind::TimedOut(_) | UnavailableKind::Aborted | UnavailableKind::Rejected => {
-                true
-            }
+            UnavailableKind::TimedOut(_)
+            | UnavailableKind::Aborted
+            | UnavailableKind::Rejected
+            | UnavailableKind::Gone => true,
         }
     }
 }
@@ -146,6 +151,9 @@ impl fmt::Display for TokenUnavailable {
             (UnavailableKind::NoRuntime, _) => f.write_str("no Tokio runtime is running")?,
             (UnavailableKind::Rejected, _) => f.write_str(
                 "vault rejected the token and the source has no other (it returned the same one)",
+            )?,
+            (UnavailableKind::Gone, _) => f.write_str(
+                "the tokens fetched for this request were gone (rejected or expired) before it could be sent",
             )?,
         }
         if let Some(retry_in) = self.retry_in {
@@ -264,3 +272,23 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gone_before_use_does_not_read_as_the_source_returning_the_same_one() {
+        let gone = TokenUnavailable::gone();
+        let rejected = TokenUnavailable::rejected();
+        assert_eq!(gone.kind(), UnavailableKind::Gone);
+        assert_eq!(rejected.kind(), UnavailableKind::Rejected);
+        assert_ne!(gone.to_string(), rejected.to_string());
+        assert!(!gone.to_string().contains("same one"), "{gone}");
+        assert!(
+            gone.to_string().contains("before it could be sent"),
+            "{gone}"
+        );
+        assert!(gone.is_retryable());
+    }
+}
