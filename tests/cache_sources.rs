@@ -254,3 +254,29 @@ async fn a_zero_poll_interval_is_polled_once_a_second() {
     let fetches = source.0.load(Ordering::SeqCst);
     assert!((5..=7).contains(&fetches), "{fetches} fetches in 5 s");
 }
+
+/// Bug 2 through the reqwest door: the same rotation, revoked six times over.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn through_reqwest_replacements_vault_took_are_replaced_however_often_they_are_revoked() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let issuer = vault.clone();
+    let source = RotatingToken::new(move || {
+        let value = issuer.issue_token();
+        async move { Ok::<_, SourceError>(AccessToken::new(value)?) }
+    });
+    let layer = VaultAuthLayer::new(&vault.base_url(), source).unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build();
+    let url = vault.api_url("/objects/users/me");
+    let status = |response: &reqwest::Response| response.headers()["x-vaultapi-status"].clone();
+    assert_eq!(status(&client.get(&url).send().await.unwrap()), "SUCCESS");
+    for round in 1..=6 {
+        let held = bearer_of(vault.requests().last().unwrap());
+        assert!(vault.revoke(&held));
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(status(&response), "SUCCESS", "revocation {round}");
+    }
+    assert_eq!(layer.handle().status().replays, 6);
+}
