@@ -6,7 +6,7 @@
 //! expiry (a token past it is never attached, whether or not the maintainer ran) and whether
 //! this thread already told the cache that Vault took it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use http::HeaderValue;
 use tokio::time::Instant;
@@ -17,8 +17,14 @@ use crate::trace::event;
 /// How many layers one thread keeps a header copy for before it forgets the oldest.
 pub(super) const LOCAL_SLOTS: usize = 8;
 
+/// Set in a copy's key when its token has an expiry, so that a token without one is matched by
+/// the same single comparison as before expiries were checked.
+const EXPIRES: u64 = 1 << 63;
+
 struct LocalCopy {
     cache: u64,
+    /// The generation, with [`EXPIRES`] set if the token has an expiry.
+    key: u64,
     generation: u64,
     header: HeaderValue,
     expires_at: Option<Instant>,
@@ -27,13 +33,17 @@ struct LocalCopy {
 }
 
 impl LocalCopy {
-    /// Not past its expiry. A token without one pays a branch.
+    /// Whether this is a usable copy of cache `cache`'s token of generation `stamp`. For a token
+    /// without an expiry that is the two comparisons it always was; one with an expiry is also
+    /// checked against the clock.
     #[inline]
+    fn serves(&self, cache: u64, stamp: u64) -> bool {
+        self.cache == cache && (self.key == stamp || (self.key == stamp | EXPIRES && self.fresh()))
+    }
+
+    /// Not past its expiry.
     fn fresh(&self) -> bool {
-        match self.expires_at {
-            None => true,
-            Some(at) => Instant::now() < at,
-        }
+        self.expires_at.is_none_or(|at| Instant::now() < at)
     }
 }
 
@@ -75,7 +85,7 @@ impl Cache {
                 return false;
             };
             match slots.first() {
-                Some(slot) if slot.cache == self.id && slot.generation == stamp && slot.fresh() => {
+                Some(slot) if slot.serves(self.id, stamp) => {
                     headers.insert(http::header::AUTHORIZATION, slot.header.clone());
                     true
                 }
@@ -100,7 +110,7 @@ impl Cache {
                     return self.shared_value();
                 };
                 if let Some(at) = slots.iter().position(|s| s.cache == self.id) {
-                    if slots[at].generation == stamp && slots[at].fresh() {
+                    if slots[at].serves(self.id, stamp) {
                         // To the front, where `attach` looks first.
                         slots[..=at].rotate_right(1);
                         return Some((stamp, slots[0].header.clone()));
@@ -133,11 +143,13 @@ impl Cache {
         if credential.token.is_expired_at(Instant::now()) {
             return None;
         }
+        let expires_at = credential.token.expires_at();
         let copy = LocalCopy {
             cache: self.id,
+            key: credential.generation | if expires_at.is_some() { EXPIRES } else { 0 },
             generation: credential.generation,
             header: credential.token.bearer_header(),
-            expires_at: credential.token.expires_at(),
+            expires_at,
             accepted: accepted || credential.was_accepted(),
         };
         let found = (credential.generation, copy.header.clone());
@@ -149,25 +161,21 @@ impl Cache {
     }
 }
 
+thread_local! {
+    /// The cache and generation this thread last told (or found) that Vault took: what
+    /// [`note_accepted`] checks first. Plain `Copy` data, so reading it costs a load or two.
+    static LAST_ACCEPTED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
 /// Vault answered a request sent with token `generation` of cache `cache_id`, and did not reject
 /// it. The exchange calls this on every such answer.
 ///
-/// In steady state this is a look at this thread's first slot: the cache is told (under its
-/// lock) the first time a thread sees an answer for a generation, and never for an older one.
+/// In steady state this is one look at a thread-local pair: the cache is told (under its lock)
+/// the first time a thread sees an answer for a generation, and never for an older one.
 #[inline]
 pub(crate) fn note_accepted(cache_id: u64, generation: u64) {
-    let known = LOCAL
-        .try_with(|slots| match slots.try_borrow() {
-            Ok(slots) => slots.first().is_some_and(|slot| {
-                slot.cache == cache_id
-                    && (slot.generation > generation
-                        || (slot.generation == generation && slot.accepted))
-            }),
-            // In use further up this thread's stack: a later answer will tell.
-            Err(_) => true,
-        })
-        .unwrap_or(true);
-    if !known {
+    let (cache, seen) = LAST_ACCEPTED.with(Cell::get);
+    if cache != cache_id || seen < generation {
         note_accepted_slow(cache_id, generation);
     }
 }
@@ -175,18 +183,32 @@ pub(crate) fn note_accepted(cache_id: u64, generation: u64) {
 #[cold]
 #[inline(never)]
 fn note_accepted_slow(cache_id: u64, generation: u64) {
+    /// What this thread's slots know about `generation` of the cache.
+    enum Known {
+        /// Nothing: ask the cache.
+        No,
+        /// This thread told the cache already.
+        Accepted,
+        /// A newer token is in use, or the slots cannot be read now: no news worth telling.
+        Skip,
+    }
     let known = LOCAL
         .try_with(|slots| match slots.try_borrow() {
-            Ok(slots) => slots.iter().any(|slot| {
-                slot.cache == cache_id
-                    && (slot.generation > generation
-                        || (slot.generation == generation && slot.accepted))
-            }),
-            Err(_) => true,
+            Ok(slots) => match slots.iter().find(|slot| slot.cache == cache_id) {
+                Some(slot) if slot.generation > generation => Known::Skip,
+                Some(slot) if slot.generation == generation && slot.accepted => Known::Accepted,
+                _ => Known::No,
+            },
+            Err(_) => Known::Skip,
         })
-        .unwrap_or(true);
-    if known {
-        return;
+        .unwrap_or(Known::Skip);
+    match known {
+        Known::No => {}
+        Known::Accepted => {
+            LAST_ACCEPTED.with(|last| last.set((cache_id, generation)));
+            return;
+        }
+        Known::Skip => return,
     }
     let Some(cache) = Cache::find(cache_id) else {
         return;
@@ -198,6 +220,7 @@ fn note_accepted_slow(cache_id: u64, generation: u64) {
         // An answer for a token no longer held: no news about the current one.
         return;
     }
+    LAST_ACCEPTED.with(|last| last.set((cache_id, generation)));
     if current.mark_accepted() {
         event!(trace, generation, "vault accepted the access token");
     }
