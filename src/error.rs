@@ -21,11 +21,12 @@ use crate::source::SourceError;
 /// ```
 #[derive(Clone)]
 pub struct TokenUnavailable {
-    inner: Arc<Inner>,
+    details: Arc<Details>,
     retry_in: Option<Duration>,
 }
 
-struct Inner {
+/// What a [`TokenUnavailable`] says, shared by its clones.
+struct Details {
     kind: UnavailableKind,
     cause: Option<SourceError>,
 }
@@ -53,7 +54,7 @@ pub enum UnavailableKind {
 impl TokenUnavailable {
     fn new(kind: UnavailableKind, cause: Option<SourceError>) -> Self {
         Self {
-            inner: Arc::new(Inner { kind, cause }),
+            details: Arc::new(Details { kind, cause }),
             retry_in: None,
         }
     }
@@ -87,19 +88,19 @@ impl TokenUnavailable {
     /// The same error, as returned while backing off for `retry_in`.
     pub(crate) fn backing_off(&self, retry_in: Duration) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            details: Arc::clone(&self.details),
             retry_in: Some(retry_in),
         }
     }
 
     /// Why no token could be had.
     pub fn kind(&self) -> UnavailableKind {
-        self.inner.kind
+        self.details.kind
     }
 
     /// The source's own error, when the source failed.
     pub fn source_error(&self) -> Option<&SourceError> {
-        self.inner.cause.as_ref()
+        self.details.cause.as_ref()
     }
 
     /// When the layer is backing off after failures: how long until it asks the source again.
@@ -109,9 +110,9 @@ impl TokenUnavailable {
 
     /// Whether asking again later can help.
     pub fn is_retryable(&self) -> bool {
-        match self.inner.kind {
+        match self.details.kind {
             UnavailableKind::Source => self
-                .inner
+                .details
                 .cause
                 .as_ref()
                 .is_none_or(SourceError::is_retryable),
@@ -127,8 +128,8 @@ impl TokenUnavailable {
 impl fmt::Debug for TokenUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenUnavailable")
-            .field("kind", &self.inner.kind)
-            .field("cause", &self.inner.cause)
+            .field("kind", &self.details.kind)
+            .field("cause", &self.details.cause)
             .field("retry_in", &self.retry_in)
             .finish()
     }
@@ -137,7 +138,7 @@ impl fmt::Debug for TokenUnavailable {
 impl fmt::Display for TokenUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no vault access token: ")?;
-        match (&self.inner.kind, &self.inner.cause) {
+        match (&self.details.kind, &self.details.cause) {
             (UnavailableKind::Source, Some(cause)) => {
                 write!(f, "the token source failed: {cause}")?
             }
@@ -165,7 +166,7 @@ impl fmt::Display for TokenUnavailable {
 
 impl std::error::Error for TokenUnavailable {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
+        self.details
             .cause
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
