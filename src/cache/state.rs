@@ -336,7 +336,17 @@ impl CacheState {
             }
         };
 
-        if let Some(current) = current.filter(|c| c.token.same_value(&token)) {
+        // The token in place, unless its expiry moved earlier (or appeared): threads' copies
+        // check the expiry they were made with, so such a token takes a new generation.
+        let same_token = |held: &&Credential| {
+            let shortened = match (held.token.expires_at(), token.expires_at()) {
+                (Some(held), Some(new)) => held > new && held - new >= SAME_EXPIRY,
+                (None, new) => new.is_some(),
+                (Some(_), None) => false,
+            };
+            held.token.same_value(&token) && !shortened
+        };
+        if let Some(current) = current.filter(same_token) {
             // The token in place: a poll or renewal found no news. It keeps its generation,
             // whatever its expiry says.
             let moved = match (current.token.expires_at(), token.expires_at()) {

@@ -85,6 +85,15 @@ async fn the_same_value_keeps_its_generation_whatever_its_expiry() {
         Install::Token { generation: 1, .. }
     ));
     assert_eq!(state.last_generation, 1);
+    // Shortened by an hour: a new generation, so that no thread's copy keeps the later expiry.
+    let f = fetch(&mut state, Reason::Poll, None);
+    let shortened = token("veeva-vault-a").with_expiry(Some(now + Duration::from_secs(60)));
+    let settled = state.settle(f, Ok(shortened), Some(&held), now, &config());
+    assert!(matches!(settled.outcome, Outcome::Installed(2)));
+    assert!(matches!(
+        settled.install,
+        Install::Token { generation: 2, .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
