@@ -21,11 +21,12 @@ use crate::source::SourceError;
 /// ```
 #[derive(Clone)]
 pub struct TokenUnavailable {
-    inner: Arc<Inner>,
+    details: Arc<Details>,
     retry_in: Option<Duration>,
 }
 
-struct Inner {
+/// What a [`TokenUnavailable`] says, shared by its clones.
+struct Details {
     kind: UnavailableKind,
     cause: Option<SourceError>,
 }
@@ -44,12 +45,16 @@ pub enum UnavailableKind {
     NoRuntime,
     /// Vault rejected the token and the source had no other to give.
     Rejected,
+    /// Tokens were fetched for the request, but each was gone again (rejected by Vault for
+    /// another request, or expired) before the request could be sent with it. Asking again
+    /// usually helps.
+    Gone,
 }
 
 impl TokenUnavailable {
     fn new(kind: UnavailableKind, cause: Option<SourceError>) -> Self {
         Self {
-            inner: Arc::new(Inner { kind, cause }),
+            details: Arc::new(Details { kind, cause }),
             retry_in: None,
         }
     }
@@ -73,7 +78,7 @@ impl TokenUnavailable {
     /// The token a request waited for was rejected or expired before the request could use it,
     /// twice over.
     pub(crate) fn gone() -> Self {
-        Self::new(UnavailableKind::Rejected, None)
+        Self::new(UnavailableKind::Gone, None)
     }
 
     pub(crate) fn no_runtime() -> Self {
@@ -83,19 +88,19 @@ impl TokenUnavailable {
     /// The same error, as returned while backing off for `retry_in`.
     pub(crate) fn backing_off(&self, retry_in: Duration) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            details: Arc::clone(&self.details),
             retry_in: Some(retry_in),
         }
     }
 
     /// Why no token could be had.
     pub fn kind(&self) -> UnavailableKind {
-        self.inner.kind
+        self.details.kind
     }
 
     /// The source's own error, when the source failed.
     pub fn source_error(&self) -> Option<&SourceError> {
-        self.inner.cause.as_ref()
+        self.details.cause.as_ref()
     }
 
     /// When the layer is backing off after failures: how long until it asks the source again.
@@ -105,16 +110,17 @@ impl TokenUnavailable {
 
     /// Whether asking again later can help.
     pub fn is_retryable(&self) -> bool {
-        match self.inner.kind {
+        match self.details.kind {
             UnavailableKind::Source => self
-                .inner
+                .details
                 .cause
                 .as_ref()
                 .is_none_or(SourceError::is_retryable),
             UnavailableKind::NoRuntime => false,
-            UnavailableKind::TimedOut(_) | UnavailableKind::Aborted | UnavailableKind::Rejected => {
-                true
-            }
+            UnavailableKind::TimedOut(_)
+            | UnavailableKind::Aborted
+            | UnavailableKind::Rejected
+            | UnavailableKind::Gone => true,
         }
     }
 }
@@ -122,8 +128,8 @@ impl TokenUnavailable {
 impl fmt::Debug for TokenUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenUnavailable")
-            .field("kind", &self.inner.kind)
-            .field("cause", &self.inner.cause)
+            .field("kind", &self.details.kind)
+            .field("cause", &self.details.cause)
             .field("retry_in", &self.retry_in)
             .finish()
     }
@@ -132,7 +138,7 @@ impl fmt::Debug for TokenUnavailable {
 impl fmt::Display for TokenUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no vault access token: ")?;
-        match (&self.inner.kind, &self.inner.cause) {
+        match (&self.details.kind, &self.details.cause) {
             (UnavailableKind::Source, Some(cause)) => {
                 write!(f, "the token source failed: {cause}")?
             }
@@ -147,6 +153,9 @@ impl fmt::Display for TokenUnavailable {
             (UnavailableKind::Rejected, _) => f.write_str(
                 "vault rejected the token and the source has no other (it returned the same one)",
             )?,
+            (UnavailableKind::Gone, _) => f.write_str(
+                "the tokens fetched for this request were gone (rejected or expired) before it could be sent",
+            )?,
         }
         if let Some(retry_in) = self.retry_in {
             write!(f, "; next attempt in {retry_in:?}")?;
@@ -157,7 +166,7 @@ impl fmt::Display for TokenUnavailable {
 
 impl std::error::Error for TokenUnavailable {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
+        self.details
             .cause
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
@@ -264,3 +273,23 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gone_before_use_does_not_read_as_the_source_returning_the_same_one() {
+        let gone = TokenUnavailable::gone();
+        let rejected = TokenUnavailable::rejected();
+        assert_eq!(gone.kind(), UnavailableKind::Gone);
+        assert_eq!(rejected.kind(), UnavailableKind::Rejected);
+        assert_ne!(gone.to_string(), rejected.to_string());
+        assert!(!gone.to_string().contains("same one"), "{gone}");
+        assert!(
+            gone.to_string().contains("before it could be sent"),
+            "{gone}"
+        );
+        assert!(gone.is_retryable());
+    }
+}

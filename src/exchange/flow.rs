@@ -15,7 +15,7 @@ use http_body::Body;
 
 use super::body::ResponseBody;
 use super::inspect::{Inspection, Started};
-use crate::cache::{Cache, Reacquired};
+use crate::cache::{note_accepted, Cache, Reacquired};
 use crate::error::TokenUnavailable;
 use crate::trace::event;
 use crate::vault::detect::{FailureRule, Verdict};
@@ -100,6 +100,7 @@ pub(crate) async fn judge_and_recover<D: Door>(
 ) -> Result<D::Response, D::Error> {
     let (response, rejected) = door.judge(response).await;
     if !rejected {
+        note_accepted(cache.id(), generation);
         return Ok(response);
     }
     // Told at once, whether or not this request can be sent again: the fetch it starts serves
@@ -129,6 +130,8 @@ pub(crate) async fn judge_and_recover<D: Door>(
     if rejected {
         // Never a second replay; the next request finds a fresh token.
         drop(cache.reject(generation));
+    } else {
+        note_accepted(cache.id(), generation);
     }
     Ok(second)
 }

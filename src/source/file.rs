@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024;
 ///   secret-volume symlink swap are all seen, since the path is opened anew each time.
 /// - A file that is missing, empty, not UTF-8, not a token, or that changes while it is being read
 ///   is an error, and an error never replaces the last good token: the layer keeps serving it.
+/// - At most one read is outstanding per source (clones share it): a read whose `open` blocks (a
+///   FIFO without a writer, a hung network mount) is not started again by every later fetch; they
+///   wait for it instead, each within its own fetch timeout.
 ///
 /// Writers should replace the file atomically (write a temporary file, then rename it). A rewrite
 /// in place is caught when it overlaps a read (the file's size, inode or modification time moved);
@@ -37,11 +40,28 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024;
 /// let source = FileToken::new("/var/run/secrets/vault/token");
 /// # let _ = source;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FileToken {
     path: Arc<Path>,
     max_size: u64,
     poll: Option<Duration>,
+    /// The blocking read under way, if a fetch gave up waiting for it.
+    reading: Arc<tokio::sync::Mutex<Option<Reading>>>,
+    /// Blocking reads started, for the tests.
+    #[cfg(test)]
+    started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+type Reading = tokio::task::JoinHandle<Result<AccessToken, SourceError>>;
+
+impl std::fmt::Debug for FileToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileToken")
+            .field("path", &self.path)
+            .field("max_size", &self.max_size)
+            .field("poll", &self.poll)
+            .finish()
+    }
 }
 
 impl FileToken {
@@ -51,6 +71,9 @@ impl FileToken {
             path: Arc::from(path.into()),
             max_size: DEFAULT_MAX_FILE_SIZE,
             poll: Some(DEFAULT_POLL),
+            reading: Arc::default(),
+            #[cfg(test)]
+            started: Arc::default(),
         }
     }
 
@@ -75,10 +98,30 @@ impl FileToken {
     }
 
     /// Reads and validates the file now, on Tokio's blocking pool.
+    ///
+    /// If an earlier call gave up on a read that has not finished yet, this one waits for that
+    /// read instead of starting another.
     pub async fn read(&self) -> Result<AccessToken, SourceError> {
-        let path = Arc::clone(&self.path);
-        let max = self.max_size;
-        match tokio::task::spawn_blocking(move || read_token_file(&path, max, || {})).await {
+        let mut reading = self.reading.lock().await;
+        let read = match reading.take() {
+            // A read an earlier call gave up on, still under way (its `open` may be blocked).
+            Some(read) if !read.is_finished() => reading.insert(read),
+            // None under way, or one that finished after its caller left: read afresh.
+            _ => {
+                let path = Arc::clone(&self.path);
+                let max = self.max_size;
+                #[cfg(test)]
+                self.started
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                reading.insert(tokio::task::spawn_blocking(move || {
+                    read_token_file(&path, max, || {})
+                }))
+            }
+        };
+        // Dropped while waiting (a fetch timeout), the read stays in place for the next call.
+        let joined = read.await;
+        *reading = None;
+        match joined {
             Ok(result) => result,
             Err(join) => Err(SourceError::retryable(format!(
                 "reading {} did not finish: {join}",
@@ -223,6 +266,66 @@ mod tests {
         assert!(!err.to_string().contains("veeva-vault-"));
         let token = read_token_file(&path, DEFAULT_MAX_FILE_SIZE, || {}).unwrap();
         assert_eq!(token.expose_secret(), "veeva-vault-second");
+    }
+
+    /// Bug 7: a token file whose `open` blocks (here a FIFO without a writer) must not pile up
+    /// one stuck blocking thread per fetch.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_blocked_in_open_is_not_started_again_by_later_fetches() {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let dir = temp_dir("fifo");
+        let path = dir.join("token");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let source = FileToken::new(&path);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started, last) = runtime.block_on(async {
+            // Five fetches, each given up by its caller (a fetch timeout) while the read blocks.
+            for _ in 0..5 {
+                let mut fetch = tokio_test::task::spawn(source.fetch());
+                assert!(fetch.poll().is_pending());
+            }
+            let started = source.started.load(Ordering::SeqCst);
+            // A sixth waits for the same read, which ends once a writer comes.
+            let mut fetch = tokio_test::task::spawn(source.fetch());
+            assert!(fetch.poll().is_pending());
+            (started, fetch)
+        });
+        // Writers that open and close at once, until no reader is left blocked in `open`: the
+        // blocked reads end (with an error: a FIFO is not a regular file), however many there are.
+        let stop = Arc::new(AtomicBool::new(false));
+        let unblock = std::thread::spawn({
+            let (stop, path) = (Arc::clone(&stop), path.clone());
+            move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(0o4000) // O_NONBLOCK: fails at once while no reader waits
+                        .open(&path);
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let result = runtime.block_on(last);
+        drop(runtime);
+        stop.store(true, Ordering::SeqCst);
+        unblock.join().unwrap();
+        assert_eq!(
+            started, 1,
+            "one blocking read outstanding, not one per fetch"
+        );
+        assert_eq!(source.started.load(Ordering::SeqCst), 1);
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), SourceErrorKind::Io, "{err}");
     }
 
     #[test]

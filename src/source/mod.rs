@@ -67,6 +67,7 @@ pub trait TokenSource: Send + Sync + 'static {
     ///
     /// Sources that can change under the process's feet (a file, a variable) return `Some`; the
     /// layer then re-fetches in the background at this interval and swaps in a changed token.
+    /// Intervals under one second are polled once a second (`Some(Duration::ZERO)` included).
     fn poll_interval(&self) -> Option<Duration> {
         None
     }

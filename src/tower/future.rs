@@ -27,7 +27,7 @@ use tower_service::Service;
 
 use super::door::TowerDoor;
 use super::guard::Unjudged;
-use crate::cache::Cache;
+use crate::cache::{note_accepted, Cache};
 use crate::exchange::body::ResponseBody;
 use crate::exchange::flow;
 use crate::exchange::replay::ReplayCopy;
@@ -185,10 +185,12 @@ impl<S, B, R> Sent<S, B, R> {
         ResB::Error: Send,
         R: FailureRule,
     {
-        if response.extensions().get::<Unjudged>().is_none()
-            && self.rule.check_head(response.status(), response.headers()) != Verdict::Pass
-        {
-            return self.on_suspect(response);
+        if response.extensions().get::<Unjudged>().is_none() {
+            if self.rule.check_head(response.status(), response.headers()) != Verdict::Pass {
+                return self.on_suspect(response);
+            }
+            // Vault took the token: a replacement that works ends a streak of rejected ones.
+            note_accepted(self.cache, self.generation);
         }
         Ok(response.map(ResponseBody::new))
     }
