@@ -22,7 +22,7 @@ use reqwest_middleware::{Error, Middleware, Next, Result};
 
 use crate::cache::Reacquired;
 use crate::exchange::body::ResponseBody;
-use crate::exchange::inspect::{Inspection, Started};
+use crate::exchange::inspect::{Inspection, Started, DEFAULT_INSPECT_WAIT};
 use crate::trace::event;
 use crate::vault::binding::{Admission, Binding};
 use crate::vault::detect::{FailureRule, VaultRule, Verdict};
@@ -98,7 +98,8 @@ impl<R: FailureRule> VaultAuthMiddleware<R> {
             Verdict::InspectBody => {
                 let url = response.url().clone();
                 let response: http::Response<reqwest::Body> = response.into();
-                match Inspection::start(response, self.binding.inspect_limit) {
+                match Inspection::start(response, self.binding.inspect_limit, DEFAULT_INSPECT_WAIT)
+                {
                     Started::TooLarge(untouched) => (rebuild(untouched, url), false),
                     Started::Reading(mut inspection) => {
                         let judged =

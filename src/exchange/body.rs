@@ -77,6 +77,17 @@ impl<B: Body> ResponseBody<B> {
     }
 }
 
+impl<B: Body> ResponseBody<B> {
+    /// How many frames read ahead are still to be handed out (`None`: passed through as it is).
+    #[cfg(test)]
+    pub(crate) fn read_ahead(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Direct { .. } => None,
+            Kind::ReadAhead { ahead } => Some(ahead.frames.len()),
+        }
+    }
+}
+
 impl<B: Body> Body for ResponseBody<B> {
     type Data = B::Data;
     type Error = B::Error;

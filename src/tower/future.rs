@@ -27,7 +27,7 @@ use super::guard::ForeignAnswer;
 use crate::cache::{BoxOutcome, BoxReacquired, Cache, Reacquired};
 use crate::error::TokenUnavailable;
 use crate::exchange::body::ResponseBody;
-use crate::exchange::inspect::{Inspection, Started};
+use crate::exchange::inspect::{Inspection, Started, DEFAULT_INSPECT_WAIT};
 use crate::exchange::replay::ReplayCopy;
 use crate::trace::event;
 use crate::vault::binding::Binding;
@@ -243,7 +243,11 @@ impl<S, B, R: FailureRule> Ctx<S, B, R> {
         S: Service<Request<B>, Response = Response<ResB>>,
     {
         if verdict == Verdict::InspectBody {
-            return match Inspection::start(response, self.inspect_limit as usize) {
+            return match Inspection::start(
+                response,
+                self.inspect_limit as usize,
+                DEFAULT_INSPECT_WAIT,
+            ) {
                 Started::Reading(inspection) => Step::Next(State::Inspecting {
                     inspection: Box::new(inspection),
                 }),
