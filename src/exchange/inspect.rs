@@ -7,9 +7,10 @@
 //! after a few hundred frames, not after 64 Ki of them. Judging copies the data into one buffer
 //! (or borrows it, when it came in one piece) for as long as the judgement takes.
 //!
-//! The rule is asked about the bytes read so far each time their number has doubled, so a
-//! verdict that the first bytes give (Vault writes `responseStatus` first) comes at once, and the
-//! judgements cost at most about twice the bytes read. The head is never held longer than the
+//! The rule is asked about the bytes read so far whenever the body pauses while they are few
+//! (up to 1 KiB), and beyond that each time their number has doubled: a verdict that the first
+//! bytes give (Vault writes `responseStatus` first) comes as soon as they are there, and the
+//! judgements cost a bounded multiple of the bytes read. The head is never held longer than the
 //! time bound: then the caller gets the response with what was read, and the rest of the body.
 
 use std::collections::VecDeque;
@@ -41,14 +42,20 @@ pub(crate) struct Inspection<B: Body> {
     frames: VecDeque<Frame<B::Data>>,
     // The data bytes in `frames`.
     data: usize,
-    // The number of data bytes at which the rule is next asked about the prefix.
+    // The number of data bytes at which the rule is next asked about the prefix, and at which
+    // it was last asked.
     next_look: usize,
+    looked: usize,
     limit: usize,
     wait: Duration,
     started: Instant,
     // Set when the body first makes us wait.
     deadline: Option<Pin<Box<Sleep>>>,
 }
+
+/// Up to this many bytes read, the rule is asked about the prefix at every pause of the body (a
+/// few hundred looks at most, each at most this long); past it, each time the bytes read double.
+const EAGER_LOOKS: usize = 1024;
 
 /// How reading stopped.
 enum Stop {
@@ -84,6 +91,7 @@ impl<B: Body> Inspection<B> {
             frames: VecDeque::new(),
             data: 0,
             next_look: 1,
+            looked: 0,
             limit,
             wait,
             started: Instant::now(),
@@ -106,6 +114,14 @@ impl<B: Body> Inspection<B> {
             };
             match reading.as_mut().poll_frame(cx) {
                 Poll::Pending => {
+                    // While the body is short (where Vault's verdict is), every pause is a
+                    // moment to look again; beyond, the doubling schedule bounds the cost.
+                    if self.data > self.looked && self.data <= EAGER_LOOKS {
+                        match self.look(rule) {
+                            Verdict::InspectBody => {}
+                            verdict => break Stop::Decided(verdict),
+                        }
+                    }
                     if self.out_of_time(cx) {
                         break Stop::Cut;
                     }
@@ -122,8 +138,7 @@ impl<B: Body> Inspection<B> {
                         break Stop::Cut;
                     }
                     if self.data >= self.next_look {
-                        self.next_look = self.data.saturating_mul(2);
-                        match self.judge(rule, false) {
+                        match self.look(rule) {
                             Verdict::InspectBody => {}
                             verdict => break Stop::Decided(verdict),
                         }
@@ -145,6 +160,13 @@ impl<B: Body> Inspection<B> {
         let body = ResponseBody::with_read_ahead(frames, error, ended, body);
         let rejected = verdict == Verdict::AuthFailure;
         Poll::Ready(Some((http::Response::from_parts(parts, body), rejected)))
+    }
+
+    /// Asks `rule` about the prefix read so far, and schedules the next look.
+    fn look<R: FailureRule>(&mut self, rule: &R) -> Verdict {
+        self.looked = self.data;
+        self.next_look = self.data.saturating_mul(2);
+        self.judge(rule, false)
     }
 
     /// Keeps `frame` for the caller. The list of frames grows by doubling, except where doubling
@@ -394,6 +416,24 @@ mod tests {
         let frame = Pin::new(&mut body).poll_frame(&mut cx);
         assert!(matches!(frame, Poll::Ready(Some(Ok(ref f))) if f.data_ref() == Some(&first)));
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_success_split_anywhere_is_known_when_its_status_is_there() {
+        let head = br#"{"responseStatus":"SUCCESS","#;
+        for cut in 1..head.len() {
+            let pieces = [
+                Bytes::copy_from_slice(&head[..cut]),
+                Bytes::copy_from_slice(&head[cut..]),
+            ];
+            let mut inspection = start(json_response(Script::new(pieces, true)), 64 * 1024);
+            let (response, rejected) = judge_now(&mut inspection).unwrap();
+            assert!(!rejected);
+            // Handed over as soon as the status is whole: after the first piece if it holds it.
+            let status_in_first = head[..cut].ends_with(b"\"SUCCESS\"");
+            let read = if status_in_first { 1 } else { 2 };
+            assert_eq!(response.body().read_ahead(), Some(read), "{cut}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
