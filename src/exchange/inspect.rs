@@ -68,8 +68,10 @@ enum Stop {
 }
 
 impl<B: Body> Inspection<B> {
-    /// Starts reading `response`, or hands it back untouched if it says it is larger than `limit`.
-    /// Its head is held at most `wait` (from now) for the body to be judged.
+    /// Starts reading `response`, or hands it back untouched if it says it is larger than `limit`
+    /// (its length and one frame's slot). Its head is held at most `wait` (from now) for the body
+    /// to be judged; `Duration::ZERO` judges only what is there at the first poll. The timer is
+    /// made, on Tokio's clock, only if the body makes us wait.
     pub(crate) fn start(response: http::Response<B>, limit: usize, wait: Duration) -> Started<B> {
         let (parts, body) = response.into_parts();
         let declared = parts
