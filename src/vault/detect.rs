@@ -150,8 +150,9 @@ pub trait FailureRule: Clone + Send + Sync + 'static {
 /// - A JSON or XML response whose `X-VaultAPI-Status` is anything else, missing or repeated (a
 ///   proxy may append one): the body is read. It is a failure when its `errors` list an error of
 ///   type `INVALID_SESSION_ID` (`errors[].type` in JSON; `errors/error/type` under the root in
-///   XML). A body whose first member (first element in XML) is a `responseStatus` of `SUCCESS`
-///   or `WARNING` is passed on as soon as that much has arrived.
+///   XML, whatever the item element is called). A body whose first member (first element in
+///   XML) is a `responseStatus` of `SUCCESS` or `WARNING` is passed on as soon as that much has
+///   arrived.
 ///
 /// ```
 /// use http::{HeaderMap, StatusCode};
@@ -343,9 +344,10 @@ pub fn has_invalid_session_error(body: &[u8]) -> bool {
 }
 
 /// Whether a whole Vault XML body (the answer to `Accept: application/xml`) is well formed and
-/// lists an `INVALID_SESSION_ID` error: an `errors/error/type` element under the root with that
-/// text. Namespace prefixes are ignored; CDATA, character references and the predefined entities
-/// are read as XML reads them.
+/// lists an `INVALID_SESSION_ID` error: the `type` of an item of `errors` under the root
+/// (`errors/error/type`, whatever the item element is called) with that text. Namespace prefixes
+/// are ignored; CDATA, character references and the predefined entities are read as XML reads
+/// them.
 ///
 /// ```
 /// use veeva_vault_auth::detect::has_invalid_session_error_xml;

@@ -14,13 +14,13 @@ use quick_xml::Reader;
 
 use super::INVALID_SESSION_ID;
 
-/// Whether a whole XML body is well formed and has an `errors/error/type` of
-/// `INVALID_SESSION_ID` under its root.
+/// Whether a whole XML body is well formed and has an `errors/*/type` of `INVALID_SESSION_ID`
+/// under its root: the `type` of an item of `errors`, whatever the item element is called (Vault
+/// names list items after the list, as `<vaultIds><vault>`; for errors, `<error>`).
 pub(crate) fn lists_invalid_session(body: &[u8]) -> bool {
     let mut found = false;
     let complete = walk(body, |path, text| {
-        let wanted: [&[u8]; 3] = [b"errors", b"error", b"type"];
-        if path == wanted && text == INVALID_SESSION_ID.as_bytes() {
+        if matches!(path, [b"errors", _item, b"type"]) && text == INVALID_SESSION_ID.as_bytes() {
             found = true;
         }
     });
@@ -180,6 +180,9 @@ mod tests {
         let namespaced = "<v:VaultResponse xmlns:v=\"urn:x\"><v:errors><v:error>\
             <v:type>INVALID_SESSION_ID</v:type></v:error></v:errors></v:VaultResponse>";
         assert!(lists_invalid_session(namespaced.as_bytes()));
+        let other_item = "<VaultResponse><errors><item><type>INVALID_SESSION_ID</type></item>\
+            </errors></VaultResponse>";
+        assert!(lists_invalid_session(other_item.as_bytes()));
     }
 
     #[test]
@@ -193,7 +196,9 @@ mod tests {
             REJECTION
                 .replace("<type>INVALID_SESSION_ID", "<type>OTHER")
                 .replace("Invalid or expired session ID.", "INVALID_SESSION_ID"),
-            // Not under errors/error.
+            // Not the type of an item of errors.
+            "<r><errors><type>INVALID_SESSION_ID</type></errors></r>".to_owned(),
+            "<r><errors><e><x><type>INVALID_SESSION_ID</type></x></e></errors></r>".to_owned(),
             "<r><type>INVALID_SESSION_ID</type></r>".to_owned(),
             // Cut off: not well formed.
             REJECTION[..REJECTION.len() - 10].to_owned(),
