@@ -208,7 +208,8 @@ async fn judge<R: FailureRule>(
     }
     let url = response.url().clone();
     let response: http::Response<Body> = response.into();
-    let (response, rejected) = flow::judge_http(response, rule, binding.inspect_limit).await;
+    let (response, rejected) =
+        flow::judge_http(response, rule, binding.inspect_limit, binding.inspect_wait).await;
     (rebuild(response, url), rejected)
 }
 

@@ -19,6 +19,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -61,8 +62,10 @@ struct Sent<S, B, R> {
     /// request path clones no shared pointer.
     cache: u64,
     generation: u64,
-    // At most `u32::MAX`: a bound on a body read into memory.
+    // At most `u32::MAX` each: a bound on a body read into memory, and on the wait for it in
+    // milliseconds (the future every request carries stays small).
     inspect_limit: u32,
+    inspect_wait_ms: u32,
     replay: Option<ReplayCopy<B, S>>,
 }
 
@@ -95,6 +98,7 @@ where
             cache: 0,
             generation: 0,
             inspect_limit: 0,
+            inspect_wait_ms: 0,
             replay: None,
         }
     }
@@ -128,6 +132,7 @@ where
                 cache: binding.cache.id(),
                 generation,
                 inspect_limit: binding.inspect_limit_u32(),
+                inspect_wait_ms: binding.inspect_wait_ms(),
                 replay,
             },
         }
@@ -159,6 +164,7 @@ where
             service: Some(service),
             rule: rule.clone(),
             inspect_limit: binding.inspect_limit,
+            inspect_wait: binding.inspect_wait,
             body: PhantomData,
         };
         Self {
@@ -217,6 +223,7 @@ impl<S, B, R> Sent<S, B, R> {
             service: None,
             rule: self.rule.clone(),
             inspect_limit: self.inspect_limit as usize,
+            inspect_wait: Duration::from_millis(self.inspect_wait_ms.into()),
             body: PhantomData,
         };
         Err(Box::pin(flow::judge_and_recover(

@@ -34,6 +34,7 @@ pub(crate) struct Binding {
     pub(crate) override_authorization: bool,
     pub(crate) replay_limit: Option<u64>,
     pub(crate) inspect_limit: usize,
+    pub(crate) inspect_wait: std::time::Duration,
     pub(crate) client_id: Option<HeaderValue>,
 }
 
@@ -68,6 +69,13 @@ impl Binding {
             .get_all(HOST)
             .iter()
             .find(|value| !self.origin.is_host(value.as_bytes()))
+    }
+
+    /// [`inspect_wait`](Self::inspect_wait) in milliseconds, for a response future to carry in
+    /// four bytes (a wait of 49 days or more counts as 49 days).
+    #[inline]
+    pub(crate) fn inspect_wait_ms(&self) -> u32 {
+        u32::try_from(self.inspect_wait.as_millis()).unwrap_or(u32::MAX)
     }
 
     /// [`inspect_limit`](Self::inspect_limit), for a response future to carry in four bytes.
