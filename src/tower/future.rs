@@ -249,32 +249,43 @@ where
 {
     type Output = Result<Answer<ResB>, BoxError>;
 
+    // The common case, an answer to a request sent with the token whose head passes, is handled
+    // here, small enough to inline into the caller; every other state in `poll_other`.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let rare = match this.state.as_mut().project() {
-                StateProj::Sent { fut } => {
-                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    match this.sent.on_answer(response) {
-                        Ok(answer) => return Poll::Ready(Ok(answer)),
-                        Err(rare) => rare,
-                    }
-                }
-                StateProj::Rare { fut } => return fut.as_mut().poll(cx),
-                StateProj::PassThrough { fut } => {
-                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                StateProj::Failed { error } => {
-                    let error = error
-                        .take()
-                        .unwrap_or_else(|| "polled after completion".into());
-                    return Poll::Ready(Err(error));
-                }
-            };
-            this.state.set(State::Rare { fut: rare });
+        if let StateProj::Sent { fut } = this.state.as_mut().project() {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            match this.sent.on_answer(response) {
+                Ok(answer) => return Poll::Ready(Ok(answer)),
+                Err(rare) => this.state.set(State::Rare { fut: rare }),
+            }
         }
+        poll_other(this.state, cx)
+    }
+}
+
+/// Every state but `Sent`.
+#[inline(never)]
+fn poll_other<F, ResB, E>(
+    state: Pin<&mut State<F, ResB>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Answer<ResB>, BoxError>>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+    ResB: Body,
+{
+    match state.project() {
+        StateProj::Rare { fut } => fut.as_mut().poll(cx),
+        StateProj::PassThrough { fut } => {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            Poll::Ready(Ok(response.map(ResponseBody::new)))
+        }
+        StateProj::Failed { error } => Poll::Ready(Err(error
+            .take()
+            .unwrap_or_else(|| "polled after completion".into()))),
+        StateProj::Sent { .. } => Poll::Ready(Err("polled after completion".into())),
     }
 }
 
