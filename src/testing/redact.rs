@@ -26,21 +26,51 @@ impl fmt::Debug for RedactedHeaders<'_> {
     }
 }
 
-/// Replaces what follows each `veeva-vault-` (letters and digits) with `[REDACTED]`.
+/// Replaces each token with `veeva-vault-[REDACTED]`: from its prefix, written plainly or
+/// percent-encoded (`veeva%2Dvault%2D…`, any byte of it may be encoded), up to the next byte that
+/// is not visible ASCII (whitespace, a control byte, or the end).
+///
+/// A token may hold any visible ASCII, so nothing visible can be taken for its end: what follows
+/// it up to the next space is masked too (a `"` closing a JSON string, an `&` and the next form
+/// field). Masking too much is the safe side of this choice.
 pub(super) fn redact_tokens(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(TOKEN_PREFIX) {
-        let after = &rest[at + TOKEN_PREFIX.len()..];
-        let secret_len = after
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(after.len());
-        out.push_str(&rest[..at + TOKEN_PREFIX.len()]);
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(prefix_end) = prefix_at(bytes, at) else {
+            at += 1;
+            continue;
+        };
+        let secret_end = bytes[prefix_end..]
+            .iter()
+            .position(|b| !b.is_ascii_graphic())
+            .map_or(bytes.len(), |len| prefix_end + len);
+        // Both ends fall on ASCII bytes (or the text's end), hence on char boundaries.
+        out.push_str(&text[copied..at]);
+        out.push_str(TOKEN_PREFIX);
         out.push_str("[REDACTED]");
-        rest = &after[secret_len..];
+        copied = secret_end;
+        at = secret_end;
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
+}
+
+/// Where the token prefix starting at `at` ends, if one starts there, each of its bytes written
+/// as itself or as `%XX` (hex digits in either case).
+fn prefix_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let hex = |i: usize| char::from(*bytes.get(i)?).to_digit(16);
+    let mut i = at;
+    for &expected in TOKEN_PREFIX.as_bytes() {
+        match bytes.get(i)? {
+            &b if b == expected => i += 1,
+            b'%' if hex(i + 1)? * 16 + hex(i + 2)? == u32::from(expected) => i += 3,
+            _ => return None,
+        }
+    }
+    Some(i)
 }
 
 #[cfg(test)]
@@ -54,5 +84,14 @@ mod tests {
             "a veeva-vault-[REDACTED] b veeva-vault-[REDACTED]"
         );
         assert_eq!(redact_tokens("nothing here"), "nothing here");
+        assert_eq!(
+            redact_tokens("x veeva-vault-a.B-c_D~e!f y"),
+            "x veeva-vault-[REDACTED] y"
+        );
+        assert_eq!(
+            redact_tokens("t=veeva%2dvault%2Dab%2Ecd&u=1 é veeva-vaul"),
+            "t=veeva-vault-[REDACTED] é veeva-vaul"
+        );
+        assert_eq!(redact_tokens("é%2"), "é%2");
     }
 }
