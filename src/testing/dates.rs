@@ -49,6 +49,26 @@ pub(super) fn format_utc(time: SystemTime) -> String {
     )
 }
 
+/// Formats as an HTTP date (`Tue, 01 Dec 2026 21:30:00 GMT`), for the `Date` header.
+pub(super) fn http_date(time: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = unix_seconds(time).max(0);
+    let days = seconds.div_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
+}
+
 pub(super) fn days_in_month(year: i64, month: i64) -> i64 {
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     match month {
@@ -101,6 +121,13 @@ mod tests {
         let far = parse_utc("9999-12-31T23:59:59Z").unwrap();
         let far_time = UNIX_EPOCH + Duration::from_secs(far as u64);
         assert_eq!(format_utc(far_time), "9999-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn http_dates() {
+        let time = UNIX_EPOCH + Duration::from_secs(1_796_160_600);
+        assert_eq!(http_date(time), "Tue, 01 Dec 2026 21:30:00 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

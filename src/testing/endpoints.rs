@@ -2,34 +2,23 @@
 
 use super::*;
 
-/// `GET /objects/users/me`
-pub(super) fn me() -> Reply {
-    let user = Json::object([
-        ("id", Json::number(USER_ID)),
-        ("user_name__v", Json::string(USER_NAME)),
-        ("user_first_name__v", Json::string("Integration")),
-        ("user_last_name__v", Json::string("User")),
-        ("user_email__v", Json::string(USER_NAME)),
-        ("active__v", Json::bool(true)),
-    ]);
-    let users = Json::array([Json::object([("user", user)])]);
-    Reply::success(vec![("users", users)])
-}
-
-/// `POST /query`
-pub(super) fn query(content_type: Option<&HeaderValue>, body: &[u8]) -> Reply {
-    let fields = match parse_fields(content_type, body) {
-        Ok(fields) => fields,
-        Err(reply) => return reply,
-    };
-    if fields.get("q").is_none_or(|q| q.trim().is_empty()) {
-        return Reply::failure("PARAMETER_REQUIRED", "Missing required parameter [q].");
+impl State {
+    /// `GET /objects/users/me`
+    pub(super) fn me(&self, caller: Caller) -> Reply {
+        let name = self
+            .user(caller.user)
+            .map_or(USER_NAME, |user| user.name.as_str());
+        let user = Json::object([
+            ("id", Json::number(caller.user)),
+            ("user_name__v", Json::string(name)),
+            ("user_first_name__v", Json::string("Integration")),
+            ("user_last_name__v", Json::string("User")),
+            ("user_email__v", Json::string(name)),
+            ("active__v", Json::bool(true)),
+        ]);
+        let users = Json::array([Json::object([("user", user)])]);
+        Reply::success(vec![("users", users)])
     }
-    let details = Json::object([("size", Json::number(0)), ("total", Json::number(0))]);
-    Reply::success(vec![
-        ("responseDetails", details),
-        ("data", Json::array([])),
-    ])
 }
 
 /// `GET /objects/documents`

@@ -35,6 +35,13 @@ impl Entropy {
         value
     }
 
+    /// A session id: 64 upper-case hex digits, built at run time.
+    pub(super) fn session_id(&self) -> String {
+        (0..4)
+            .map(|_| format!("{:016X}", self.next_u64()))
+            .collect()
+    }
+
     /// A UUID-shaped identifier for `X-VaultAPI-ExecutionId`.
     pub(super) fn execution_id(&self) -> String {
         let (high, low) = (self.next_u64(), self.next_u64());

@@ -94,19 +94,34 @@ impl VaultStandIn {
         )
     }
 
-    /// Creates a new active, never-expiring token for the stand-in's user, as if it had been
-    /// created in Vault's UI, and returns its value (`veeva-vault-` + 32 letters and digits).
+    /// Creates a new active, never-expiring token for the stand-in's first user
+    /// (`integration@example.com`), as if it had been created in Vault's UI, and returns its
+    /// value (`veeva-vault-` + 32 letters and digits).
     ///
     /// Unlike the HTTP endpoint this is not limited by the 25-token cap, so tests can set up any
     /// state; the tokens do count towards the cap seen by the endpoint.
     pub fn issue_token(&self) -> String {
-        self.inner.shared.issue(None)
+        self.issue_token_for(USER_NAME, None, None)
+            .expect("the first user always exists")
     }
 
-    /// Like [`issue_token`](Self::issue_token), but the token expires at
-    /// `tokio::time::Instant::now() + lifetime` (from that instant on it is rejected).
+    /// Like [`issue_token`](Self::issue_token), but the token expires `lifetime` from now on the
+    /// stand-in's clock (which paused Tokio time moves): from then on it is rejected.
     pub fn issue_token_expiring_in(&self, lifetime: Duration) -> String {
-        self.inner.shared.issue(Some(lifetime))
+        self.issue_token_for(USER_NAME, None, Some(lifetime))
+            .expect("the first user always exists")
+    }
+
+    /// A token for the user named `user` (see [`add_user`](Self::add_user)), with `name__v`
+    /// `name` (or a made-up one) and an optional lifetime, not limited by the cap. `None` if
+    /// there is no such user.
+    pub fn issue_token_for(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        lifetime: Option<Duration>,
+    ) -> Option<String> {
+        self.inner.shared.issue(user, name, lifetime)
     }
 
     /// Deactivates a token. Returns `true` if it was active (known, not revoked, not expired).
@@ -123,18 +138,47 @@ impl VaultStandIn {
 
     /// Whether `token` would be accepted now: known, not revoked and not expired.
     pub fn is_active(&self, token: &str) -> bool {
-        let now = Instant::now();
-        self.inner
-            .shared
-            .lock()
+        let state = self.inner.shared.lock();
+        let now = state.clock.now();
+        state
             .tokens
             .iter()
             .any(|record| record.value == token && record.is_active(now))
     }
 
-    /// How many active tokens the stand-in's user holds now.
+    /// How many active tokens the stand-in's first user holds now.
     pub fn active_token_count(&self) -> usize {
-        self.inner.shared.lock().active_count(Instant::now())
+        self.active_tokens_of(USER_NAME)
+    }
+
+    /// How many active tokens the user named `user` holds now (0 for an unknown user).
+    pub fn active_tokens_of(&self, user: &str) -> usize {
+        let state = self.inner.shared.lock();
+        state
+            .user_named(user)
+            .map_or(0, |user| state.active_count(user.id))
+    }
+
+    /// Every token the stand-in knows, revoked and expired ones included, in the order they were
+    /// made, without their values.
+    pub fn tokens(&self) -> Vec<TokenInfo> {
+        let state = self.inner.shared.lock();
+        let now = state.clock.now();
+        state
+            .tokens
+            .iter()
+            .map(|token| TokenInfo {
+                id: token.id.clone(),
+                name: token.name.clone(),
+                user: state
+                    .user(token.user)
+                    .map(|user| user.name.clone())
+                    .unwrap_or_default(),
+                active: token.is_active(now),
+                revoked: token.revoked,
+                expiry: token.expiry,
+            })
+            .collect()
     }
 
     /// When on, a bad or missing credential is answered with HTTP 401 (as a gateway or proxy in
@@ -307,4 +351,22 @@ impl fmt::Debug for VaultStandIn {
             .field("addr", &self.inner.addr)
             .finish_non_exhaustive()
     }
+}
+
+/// A token as [`VaultStandIn::tokens`] shows it: everything but its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// The record id (`V8T…`).
+    pub id: String,
+    /// `name__v`.
+    pub name: String,
+    /// The user name of its holder.
+    pub user: String,
+    /// Not revoked and not expired.
+    pub active: bool,
+    /// Revoked (deleted).
+    pub revoked: bool,
+    /// `expiry_date__v` on the stand-in's clock, if it has one.
+    pub expiry: Option<SystemTime>,
 }

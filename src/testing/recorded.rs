@@ -6,7 +6,8 @@ use super::*;
 ///
 /// The `Debug` output never shows credentials: the values of `Authorization`,
 /// `Proxy-Authorization` and `Cookie` headers print as `[REDACTED]`, and anything looking like a
-/// Vault token (`veeva-vault-…`) in the path, query, other headers or body is masked too.
+/// Vault token (`veeva-vault-…`, plain or percent-encoded) in the path, query, other headers or
+/// body is masked too, as is the value of a `password` field in the query or body.
 #[derive(Clone)]
 pub struct RecordedRequest {
     /// The request method as sent (a `POST …?_method=DELETE` is recorded as `POST`).
@@ -51,9 +52,18 @@ impl fmt::Debug for RecordedRequest {
         f.debug_struct("RecordedRequest")
             .field("method", &self.method)
             .field("path", &redact_tokens(&self.path))
-            .field("query", &self.query.as_deref().map(redact_tokens))
+            .field(
+                "query",
+                &self
+                    .query
+                    .as_deref()
+                    .map(|q| redact_passwords(&redact_tokens(q))),
+            )
             .field("headers", &RedactedHeaders(&self.headers))
-            .field("body", &redact_tokens(&String::from_utf8_lossy(&self.body)))
+            .field(
+                "body",
+                &redact_passwords(&redact_tokens(&String::from_utf8_lossy(&self.body))),
+            )
             .field("outcome", &self.outcome)
             .finish()
     }

@@ -58,6 +58,48 @@ pub(super) fn redact_tokens(text: &str) -> String {
     out
 }
 
+/// Replaces the value of every `password` form field (`password=…` up to the next `&`) and
+/// JSON member (`"password":"…"`) with `[REDACTED]`, so a recorded login never shows one.
+pub(super) fn redact_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let form = find_field(rest, "password=");
+        let json = find_field(rest, "\"password\":\"");
+        let Some((at, key_len, end)) = [form.map(|at| (at, 9, '&')), json.map(|at| (at, 12, '"'))]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _, _)| *at)
+        else {
+            break;
+        };
+        let value_start = at + key_len;
+        let value_len = rest[value_start..]
+            .find(end)
+            .unwrap_or(rest.len() - value_start);
+        out.push_str(&rest[..value_start]);
+        out.push_str("[REDACTED]");
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where `key` starts in `text`, ignoring ASCII case, at the text's start or after a separator.
+fn find_field(text: &str, key: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(key) {
+        let at = from + found;
+        let before = lower[..at].chars().next_back();
+        if before.is_none_or(|c| matches!(c, '&' | '?' | ',' | '{' | ' ' | '\n')) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Where the token prefix starting at `at` ends, if one starts there, each of its bytes written
 /// as itself or as `%XX` (hex digits in either case).
 fn prefix_at(bytes: &[u8], at: usize) -> Option<usize> {
@@ -93,5 +135,19 @@ mod tests {
             "t=veeva-vault-[REDACTED] é veeva-vaul"
         );
         assert_eq!(redact_tokens("é%2"), "é%2");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_text() {
+        assert_eq!(
+            redact_passwords("username=a&password=p%26q&vaultDNS=x"),
+            "username=a&password=[REDACTED]&vaultDNS=x"
+        );
+        assert_eq!(
+            redact_passwords(r#"{"username":"a","Password":"p&q"}"#),
+            r#"{"username":"a","Password":"[REDACTED]"}"#
+        );
+        assert_eq!(redact_passwords("mypassword=x"), "mypassword=x");
+        assert_eq!(redact_passwords("password="), "password=[REDACTED]");
     }
 }

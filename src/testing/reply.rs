@@ -7,7 +7,8 @@ use super::*;
 pub(super) struct Reply {
     pub(super) status: StatusCode,
     pub(super) success: bool,
-    pub(super) authenticated: bool,
+    /// The user an authenticated request came from (`X-VaultAPI-UserId`).
+    pub(super) user: Option<u64>,
     pub(super) outcome: Outcome,
     pub(super) body: Json,
     /// Set for redirections only: then the answer has no JSON headers and an empty body.
@@ -19,19 +20,38 @@ impl Reply {
         Reply {
             status: StatusCode::OK,
             success: true,
-            authenticated: true,
+            user: None,
             outcome: Outcome::Accepted,
             body: Json::response("SUCCESS", members),
             location: None,
         }
     }
 
-    /// HTTP 200 with a FAILURE body, for an authenticated request.
+    /// The same answer, sent to `caller`.
+    pub(super) fn by(mut self, caller: Caller) -> Reply {
+        self.user = Some(caller.user);
+        self
+    }
+
+    /// A failed login: HTTP 200, `"errorType":"AUTHENTICATION_FAILED"` and the reason's type.
+    pub(super) fn login_failure(error_type: &str, message: &str) -> Reply {
+        let mut reply = Reply::failure(error_type, message);
+        reply.body = Json::response(
+            "FAILURE",
+            vec![
+                ("errorType", Json::string("AUTHENTICATION_FAILED")),
+                ("errors", Json::errors(error_type, message)),
+            ],
+        );
+        reply
+    }
+
+    /// HTTP 200 with a FAILURE body.
     pub(super) fn failure(error_type: &str, message: &str) -> Reply {
         Reply {
             status: StatusCode::OK,
             success: false,
-            authenticated: true,
+            user: None,
             outcome: Outcome::Failed,
             body: Json::failure(error_type, message),
             location: None,
@@ -47,7 +67,7 @@ impl Reply {
         Reply {
             status,
             success: false,
-            authenticated: false,
+            user: None,
             outcome,
             body: Json::failure(INVALID_SESSION_ID, INVALID_SESSION_MESSAGE),
             location: None,
@@ -58,7 +78,7 @@ impl Reply {
         Reply {
             status: redirect.status,
             success: true,
-            authenticated: false,
+            user: None,
             outcome: Outcome::Redirected,
             body: Json(String::new()),
             location: Some(redirect.location),
@@ -69,7 +89,7 @@ impl Reply {
         Reply {
             status: StatusCode::NOT_FOUND,
             success: false,
-            authenticated: false,
+            user: None,
             outcome: Outcome::NotFound,
             body: Json::failure("MALFORMED_URL", "The requested resource does not exist."),
             location: None,

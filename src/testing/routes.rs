@@ -5,7 +5,11 @@ use super::*;
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Route {
     Versions,
+    Login,
+    OAuthSession(String),
+    EndSession,
     CreateToken,
+    CreateSandboxToken(String),
     RevokeTokens,
     TokenMetadata(String),
     Me,
@@ -20,6 +24,9 @@ impl Route {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (method.as_str(), segments.as_slice()) {
             ("GET", ["api"]) => Route::Versions,
+            ("POST", ["auth", "oauth", "session", profile]) => {
+                Route::OAuthSession((*profile).to_owned())
+            }
             (_, ["api", version, rest @ ..]) if is_version(version) => {
                 Route::api(effective_method(method, query), rest)
             }
@@ -30,7 +37,12 @@ impl Route {
     /// Routes the part of the path after `/api/{version}`.
     pub(super) fn api(method: &str, rest: &[&str]) -> Route {
         match (method, rest) {
+            ("POST", ["auth"]) => Route::Login,
+            ("DELETE", ["session"]) => Route::EndSession,
             ("POST", ["objects", "users", "me", "api_access_token__sys"]) => Route::CreateToken,
+            ("POST", ["objects", "sandbox", name, "users", "me", "api_access_token__sys"]) => {
+                Route::CreateSandboxToken((*name).to_owned())
+            }
             ("DELETE", ["vobjects", "api_access_token__sys"]) => Route::RevokeTokens,
             ("GET", ["vobjects", "api_access_token__sys", id]) => {
                 Route::TokenMetadata((*id).to_owned())
@@ -111,5 +123,22 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(route(Method::GET, "/", None), Route::NotFound);
+        assert_eq!(route(Method::POST, "/api/v26.2/auth", None), Route::Login);
+        assert_eq!(
+            route(Method::DELETE, "/api/v26.2/session", None),
+            Route::EndSession
+        );
+        assert_eq!(
+            route(Method::POST, "/auth/oauth/session/0oa1", None),
+            Route::OAuthSession("0oa1".to_owned())
+        );
+        assert_eq!(
+            route(
+                Method::POST,
+                "/api/v26.2/objects/sandbox/uat/users/me/api_access_token__sys",
+                None
+            ),
+            Route::CreateSandboxToken("uat".to_owned())
+        );
     }
 }

@@ -18,6 +18,7 @@ impl Drop for Inner {
 /// State shared by the handles and the server tasks.
 pub(super) struct Shared {
     pub(super) base_url: String,
+    pub(super) identity: VaultIdentity,
     pub(super) state: Mutex<State>,
     pub(super) hold: watch::Sender<HoldState>,
     pub(super) entropy: Entropy,
@@ -57,7 +58,8 @@ impl Shared {
     pub(super) fn new(addr: SocketAddr) -> Shared {
         Shared {
             base_url: format!("http://{addr}"),
-            state: Mutex::new(State::default()),
+            identity: VaultIdentity::new(addr),
+            state: Mutex::new(State::new()),
             hold: watch::Sender::new(HoldState::default()),
             entropy: Entropy::default(),
         }
@@ -67,11 +69,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn issue(&self, lifetime: Option<Duration>) -> String {
+    /// A token for the user named `user`, as if made in Vault's UI (not limited by the cap).
+    pub(super) fn issue(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        lifetime: Option<Duration>,
+    ) -> Option<String> {
         let mut state = self.lock();
-        let name = format!("stand-in token {}", state.tokens.len() + 1);
-        let expiry = lifetime.map(Expiry::after);
-        state.add_token(&self.entropy, name, expiry).1
+        let user = state.user_named(user)?.id;
+        let name = name.map_or_else(
+            || format!("stand-in token {}", state.tokens.len() + 1),
+            str::to_owned,
+        );
+        let expiry = lifetime.map(|lifetime| state.clock.now() + lifetime);
+        Some(state.add_token(&self.entropy, user, name, expiry).1)
     }
 
     /// Records the request, holds it if asked to, then answers it.
@@ -109,33 +121,61 @@ impl Shared {
             return Reply::redirect(redirect);
         }
         let route = Route::resolve(&parts.method, parts.uri.path(), parts.uri.query());
+        let content_type = parts.headers.get(CONTENT_TYPE);
+        let unread = body
+            .problem
+            .map(|problem| Reply::failure("INVALID_DATA", problem.message()));
         match route {
             Route::NotFound => return Reply::not_found(),
             Route::Versions => return self.versions(),
+            Route::Login => {
+                return unread.unwrap_or_else(|| {
+                    let mut state = self.lock();
+                    state.log_in(&self.entropy, &self.identity, content_type, &body.bytes)
+                });
+            }
+            Route::OAuthSession(ref profile) => {
+                return unread.unwrap_or_else(|| {
+                    let mut state = self.lock();
+                    let (identity, headers) = (&self.identity, &parts.headers);
+                    state.oauth_session(&self.entropy, identity, profile, headers, &body.bytes)
+                });
+            }
             _ => {}
         }
         let mut state = self.lock();
-        if !state.authenticate(&parts.headers) {
+        let Some(caller) = state.authenticate(&parts.headers) else {
             return Reply::invalid_session(state.unauthorized_mode);
-        }
+        };
         if let Some(error_type) = state.injected_failure(parts.uri.path()) {
-            return Reply::failure(&error_type, injected_message(&error_type));
+            return Reply::failure(&error_type, injected_message(&error_type)).by(caller);
         }
-        if let Some(problem) = body.problem {
-            return Reply::failure("INVALID_DATA", problem.message());
+        if let Some(reply) = unread {
+            return reply.by(caller);
         }
-        let content_type = parts.headers.get(CONTENT_TYPE);
         let body = &body.bytes;
-        match route {
-            Route::CreateToken => state.create_token(&self.entropy, content_type, body),
-            Route::RevokeTokens => state.revoke_tokens(content_type, body),
-            Route::TokenMetadata(id) => state.token_metadata(&id),
-            Route::Me => me(),
-            Route::Query => query(content_type, body),
+        let reply = match route {
+            Route::CreateToken => {
+                state.create_token(&self.entropy, caller.user, content_type, body)
+            }
+            Route::CreateSandboxToken(name) => {
+                drop(state);
+                return self
+                    .create_sandbox_token(caller, &name, content_type, body)
+                    .by(caller);
+            }
+            Route::RevokeTokens => state.revoke_tokens(caller, content_type, body),
+            Route::TokenMetadata(id) => state.token_metadata(caller, &id),
+            Route::Me => state.me(caller),
+            Route::Query => state.query(caller, content_type, body),
             Route::Documents => documents(),
             Route::KeepAlive => Reply::success(Vec::new()),
-            Route::Versions | Route::NotFound => Reply::not_found(),
-        }
+            Route::EndSession => state.end_session(caller),
+            Route::Versions | Route::NotFound | Route::Login | Route::OAuthSession(_) => {
+                Reply::not_found()
+            }
+        };
+        reply.by(caller)
     }
 
     pub(super) fn versions(&self) -> Reply {
@@ -145,9 +185,7 @@ impl Shared {
                 Json::string(&format!("{}/api/{version}", self.base_url)),
             )
         });
-        let mut reply = Reply::success(vec![("values", Json::object(urls))]);
-        reply.authenticated = false;
-        reply
+        Reply::success(vec![("values", Json::object(urls))])
     }
 
     pub(super) fn respond(
@@ -171,8 +209,12 @@ impl Shared {
         if let Some(reference) = request_headers.get(&REFERENCE_ID_HEADER) {
             headers.insert(REFERENCE_ID_HEADER, reference.clone());
         }
-        if reply.authenticated {
-            headers.insert(USER_ID_HEADER, HeaderValue::from(USER_ID));
+        if let Some(user) = reply.user {
+            headers.insert(USER_ID_HEADER, HeaderValue::from(user));
+        }
+        let date = http_date(self.lock().clock.now());
+        if let Ok(date) = HeaderValue::try_from(date) {
+            headers.insert(DATE, date);
         }
         if reply.status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,11 +1,15 @@
-//! What the stand-in remembers: tokens, recorded requests, injected failures and redirections.
+//! What the stand-in remembers: users, tokens, sessions, recorded requests, injected failures and
+//! redirections; and how a request's credential is checked.
 
 use super::*;
 
-#[derive(Default)]
 pub(super) struct State {
+    pub(super) clock: Clock,
+    pub(super) users: Vec<User>,
     pub(super) tokens: Vec<TokenRecord>,
+    pub(super) sessions: Vec<Session>,
     pub(super) next_record_id: u64,
+    pub(super) next_user_id: u64,
     pub(super) unauthorized_mode: bool,
     /// `(path suffix, error type)`, in the order they were set.
     pub(super) failures: Vec<(String, String)>,
@@ -14,6 +18,30 @@ pub(super) struct State {
     /// `(sequence number, request)`, in arrival order.
     pub(super) requests: Vec<(u64, RecordedRequest)>,
     pub(super) next_request_seq: u64,
+    pub(super) settings: Settings,
+    /// `(OAuth/OIDC profile id, identity provider's access token, user id)`.
+    pub(super) oauth_grants: Vec<(String, String, u64)>,
+    /// Sandboxes of this Vault by name, each another stand-in.
+    pub(super) sandboxes: Vec<(String, Arc<Shared>)>,
+}
+
+/// What a test can tune.
+pub(super) struct Settings {
+    pub(super) session_idle_timeout: Duration,
+    pub(super) logins_per_minute: u32,
+    pub(super) max_token_lifetime: Option<Duration>,
+    pub(super) picklists_as_arrays: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            logins_per_minute: DEFAULT_LOGINS_PER_MINUTE,
+            max_token_lifetime: None,
+            picklists_as_arrays: true,
+        }
+    }
 }
 
 /// A redirection set with [`VaultStandIn::redirect`].
@@ -26,72 +54,80 @@ pub(super) struct Redirect {
 pub(super) struct TokenRecord {
     pub(super) id: String,
     pub(super) name: String,
+    pub(super) user: u64,
     pub(super) value: String,
+    /// Deleted (revoked): gone from VQL, rejected, no longer counted.
     pub(super) revoked: bool,
-    pub(super) expiry: Option<Expiry>,
+    /// `expiry_date__v` on the stand-in's clock; `None` never expires.
+    pub(super) expiry: Option<SystemTime>,
     pub(super) last_used: Option<SystemTime>,
 }
 
-/// When a token expires: the deadline that counts (test time) and, for metadata, the wall clock.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Expiry {
-    /// `None` when the deadline is too far away to represent.
-    pub(super) deadline: Option<Instant>,
-    pub(super) wall: Option<SystemTime>,
-}
-
-impl Expiry {
-    pub(super) fn after(lifetime: Duration) -> Expiry {
-        Expiry {
-            deadline: Instant::now().checked_add(lifetime),
-            wall: SystemTime::now().checked_add(lifetime),
-        }
-    }
-
-    /// An expiry at a wall-clock time, which must be in the future.
-    pub(super) fn at(wall: SystemTime) -> Option<Expiry> {
-        let lifetime = wall.duration_since(SystemTime::now()).ok()?;
-        Some(Expiry {
-            deadline: Instant::now().checked_add(lifetime),
-            wall: Some(wall),
-        })
-    }
-}
-
 impl TokenRecord {
-    pub(super) fn is_active(&self, now: Instant) -> bool {
-        let expired = self
-            .expiry
-            .and_then(|expiry| expiry.deadline)
-            .is_some_and(|deadline| now >= deadline);
-        !self.revoked && !expired
+    pub(super) fn is_expired(&self, now: SystemTime) -> bool {
+        self.expiry.is_some_and(|expiry| now >= expiry)
     }
 
-    pub(super) fn metadata(&self, now: Instant) -> Json {
-        let status = if self.is_active(now) {
+    pub(super) fn is_active(&self, now: SystemTime) -> bool {
+        !self.revoked && !self.is_expired(now)
+    }
+
+    pub(super) fn status(&self, now: SystemTime) -> &'static str {
+        if self.is_active(now) {
             "active__v"
         } else {
             "inactive__v"
-        };
-        let expiry = self.expiry.and_then(|expiry| expiry.wall);
+        }
+    }
+
+    pub(super) fn metadata(&self, now: SystemTime) -> Json {
         Json::object([
             ("id", Json::string(&self.id)),
             ("name__v", Json::string(&self.name)),
-            ("user__sys", Json::string(&USER_ID.to_string())),
-            ("status__v", Json::string(status)),
-            ("expiry_date__sys", Json::optional_date(expiry)),
+            ("user__sys", Json::string(&self.user.to_string())),
+            ("status__v", Json::string(self.status(now))),
+            ("expiry_date__sys", Json::optional_date(self.expiry)),
             ("last_used_date__sys", Json::optional_date(self.last_used)),
         ])
     }
 }
 
+/// Who sent an authenticated request, and with which session if it was one.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Caller {
+    pub(super) user: u64,
+    pub(super) session: Option<usize>,
+}
+
 impl State {
-    /// Adds an active token and returns its record id and value.
+    pub(super) fn new() -> State {
+        let mut state = State {
+            clock: Clock::new(),
+            users: Vec::new(),
+            tokens: Vec::new(),
+            sessions: Vec::new(),
+            next_record_id: 0,
+            next_user_id: USER_ID,
+            unauthorized_mode: false,
+            failures: Vec::new(),
+            redirects: Vec::new(),
+            requests: Vec::new(),
+            next_request_seq: 0,
+            settings: Settings::default(),
+            oauth_grants: Vec::new(),
+            sandboxes: Vec::new(),
+        };
+        state.add_user(USER_NAME, None);
+        state
+    }
+
+    /// Adds an active token for `user` and returns its record id and value.
     pub(super) fn add_token(
         &mut self,
         entropy: &Entropy,
+        user: u64,
         name: String,
-        expiry: Option<Expiry>,
+        expiry: Option<SystemTime>,
     ) -> (String, String) {
         let value = loop {
             let candidate = entropy.token_value();
@@ -104,6 +140,7 @@ impl State {
         self.tokens.push(TokenRecord {
             id: id.clone(),
             name,
+            user,
             value: value.clone(),
             revoked: false,
             expiry,
@@ -112,12 +149,16 @@ impl State {
         (id, value)
     }
 
-    pub(super) fn active_count(&self, now: Instant) -> usize {
-        self.tokens.iter().filter(|t| t.is_active(now)).count()
+    pub(super) fn active_count(&self, user: u64) -> usize {
+        let now = self.clock.now();
+        self.tokens
+            .iter()
+            .filter(|t| t.user == user && t.is_active(now))
+            .count()
     }
 
     pub(super) fn revoke_value(&mut self, value: &str) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         let Some(token) = self.tokens.iter_mut().find(|t| t.value == value) else {
             return false;
         };
@@ -126,20 +167,37 @@ impl State {
         was_active
     }
 
-    /// Checks the request's credential; a good one is marked as used.
-    pub(super) fn authenticate(&mut self, headers: &HeaderMap) -> bool {
-        let Some(credential) = credential(headers) else {
-            return false;
-        };
-        let now = Instant::now();
-        let token = self.tokens.iter_mut().find(|t| t.value == credential);
-        match token {
-            Some(token) if token.is_active(now) => {
-                token.last_used = Some(SystemTime::now());
-                true
+    /// Checks the request's credential (a token or a session of an active user, for this Vault);
+    /// a good one is marked as used.
+    pub(super) fn authenticate(&mut self, headers: &HeaderMap) -> Option<Caller> {
+        let credential = credential(headers)?;
+        let now = self.clock.now();
+        let caller = if let Some(token) = self.tokens.iter_mut().find(|t| t.value == credential) {
+            if !token.is_active(now) {
+                return None;
             }
-            _ => false,
-        }
+            token.last_used = Some(now);
+            Caller {
+                user: token.user,
+                session: None,
+            }
+        } else {
+            let idle = self.settings.session_idle_timeout;
+            let index = self.sessions.iter().position(|s| s.id == credential)?;
+            let session = &mut self.sessions[index];
+            if !session.is_alive(idle) || !session.here {
+                return None;
+            }
+            session.last_used = Instant::now();
+            Caller {
+                user: session.user,
+                session: Some(index),
+            }
+        };
+        let active = self
+            .user(caller.user)
+            .is_some_and(|user| user.state != UserState::Inactive);
+        active.then_some(caller)
     }
 
     pub(super) fn redirect_for(&self, path: &str) -> Option<Redirect> {
@@ -176,89 +234,9 @@ impl State {
             self.requests[index].1.outcome = outcome;
         }
     }
-
-    /// `POST /objects/users/me/api_access_token__sys`
-    pub(super) fn create_token(
-        &mut self,
-        entropy: &Entropy,
-        content_type: Option<&HeaderValue>,
-        body: &[u8],
-    ) -> Reply {
-        let fields = match parse_fields(content_type, body) {
-            Ok(fields) => fields,
-            Err(reply) => return reply,
-        };
-        let Some(name) = fields.get("name__v").filter(|name| !name.trim().is_empty()) else {
-            return Reply::failure(
-                "PARAMETER_REQUIRED",
-                "Missing required parameter [name__v].",
-            );
-        };
-        let expiry = match fields.get("expiry_date__v").map(|date| parse_expiry(date)) {
-            None => None,
-            Some(Ok(expiry)) => Some(expiry),
-            Some(Err(reply)) => return reply,
-        };
-        if self.active_count(Instant::now()) >= MAX_ACTIVE_TOKENS {
-            return Reply::failure(
-                "OPERATION_NOT_ALLOWED",
-                "A user may have at most 25 active API access tokens; delete one first.",
-            );
-        }
-        let (id, value) = self.add_token(entropy, name.clone(), expiry);
-        Reply::success(vec![(
-            "data",
-            Json::object([
-                ("id", Json::string(&id)),
-                ("token__sys", Json::string(&value)),
-            ]),
-        )])
-    }
-
-    /// `DELETE /vobjects/api_access_token__sys`
-    pub(super) fn revoke_tokens(
-        &mut self,
-        content_type: Option<&HeaderValue>,
-        body: &[u8],
-    ) -> Reply {
-        let ids = match revoke_ids(content_type, body) {
-            Ok(ids) => ids,
-            Err(reply) => return reply,
-        };
-        let results = ids.iter().map(|id| self.revoke_id(id));
-        Reply::success(vec![("data", Json::array(results))])
-    }
-
-    pub(super) fn revoke_id(&mut self, id: &str) -> Json {
-        match self.tokens.iter_mut().find(|token| token.id == id) {
-            Some(token) => {
-                token.revoked = true;
-                Json::object([
-                    ("responseStatus", Json::string("SUCCESS")),
-                    ("id", Json::string(id)),
-                ])
-            }
-            None => Json::object([
-                ("responseStatus", Json::string("FAILURE")),
-                ("id", Json::string(id)),
-                (
-                    "errors",
-                    Json::errors("INVALID_DATA", "No token with this record id."),
-                ),
-            ]),
-        }
-    }
-
-    /// `GET /vobjects/api_access_token__sys/{id}`
-    pub(super) fn token_metadata(&self, id: &str) -> Reply {
-        match self.tokens.iter().find(|token| token.id == id) {
-            Some(token) => Reply::success(vec![("data", token.metadata(Instant::now()))]),
-            None => Reply::failure("INVALID_DATA", "No token with this record id."),
-        }
-    }
 }
 
-/// The credential in `Authorization`: `Bearer <token>` or a raw token.
+/// The credential in `Authorization`: `Bearer <token or session id>` or a raw one.
 pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let bearer = value
@@ -268,25 +246,6 @@ pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
         Some(_) => value.get(7..).map(str::trim),
         None => Some(value),
     }
-}
-
-pub(super) fn parse_expiry(date: &str) -> Result<Expiry, Reply> {
-    let seconds = parse_utc(date).ok_or_else(|| {
-        Reply::failure(
-            "INVALID_DATA",
-            "Invalid value for [expiry_date__v]: expected YYYY-MM-DDTHH:MM:SSZ (UTC).",
-        )
-    })?;
-    u64::try_from(seconds)
-        .ok()
-        .and_then(|seconds| UNIX_EPOCH.checked_add(Duration::from_secs(seconds)))
-        .and_then(Expiry::at)
-        .ok_or_else(|| {
-            Reply::failure(
-                "INVALID_DATA",
-                "Invalid value for [expiry_date__v]: the date must be in the future.",
-            )
-        })
 }
 
 pub(super) fn injected_message(error_type: &str) -> &'static str {
