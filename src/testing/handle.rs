@@ -129,6 +129,19 @@ impl VaultStandIn {
         self.inner.shared.lock().revoke_value(token)
     }
 
+    /// Deactivates the token with record id `id` (see [`tokens`](Self::tokens)), as an admin
+    /// deleting it in Vault's UI would. Returns `true` if it was active.
+    pub fn revoke_id(&self, id: &str) -> bool {
+        let mut state = self.inner.shared.lock();
+        let now = state.clock.now();
+        let Some(token) = state.tokens.iter_mut().find(|t| t.id == id) else {
+            return false;
+        };
+        let was_active = token.is_active(now);
+        token.revoked = true;
+        was_active
+    }
+
     /// Deactivates every token.
     pub fn revoke_all(&self) {
         for token in &mut self.inner.shared.lock().tokens {
