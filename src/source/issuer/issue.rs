@@ -176,6 +176,9 @@ impl Core {
         {
             let mut ledger = self.ledger();
             ledger.stats.issued += 1;
+            if self.config.sandbox.is_some() {
+                ledger.newest = Some(token.clone());
+            }
             let old = ledger.current.replace(Held { id, expires });
             if let Some(old) = old {
                 ledger.pending.push(Pending {
