@@ -103,7 +103,7 @@ impl Config {
 /// use veeva_vault_auth::source::{EnvToken, VaultIssuer};
 ///
 /// let issuer = VaultIssuer::builder("https://myvault.veevavault.com")
-///     .bootstrap_token(EnvToken::with_var("VAULT_BOOTSTRAP_TOKEN"))
+///     .bootstrap_token(EnvToken::from_var("VAULT_BOOTSTRAP_TOKEN"))
 ///     .name_prefix("acme-crm-sync")
 ///     .lifetime(Duration::from_secs(8 * 3600))
 ///     .grace_period(Duration::from_secs(300));

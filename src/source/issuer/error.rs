@@ -48,7 +48,7 @@ pub enum IssuerErrorKind {
     /// defaulting); nothing was issued. Not retryable.
     WrongVault,
     /// Vault's per-minute login limit (`API_LIMIT_EXCEEDED`), or the issuer's own pacing of
-    /// logins; retryable after [`retry_in`](IssuerError::retry_in).
+    /// logins; retryable after [`retry_after`](IssuerError::retry_after).
     LoginLimited,
     /// Vault refused to create a token for a reason other than the cap (`INSUFFICIENT_ACCESS`,
     /// an expiry the security profile does not allow, …). Not retryable.

@@ -1,69 +1,5 @@
-//! [`VaultIssuer`]: a [`TokenSource`] that issues short-lived API access tokens through Vault's
-//! own API, renews them ahead of expiry (through the layer), revokes the ones it replaced and
-//! stays within the user's 25 active tokens.
-//!
-//! # Which bootstrap credential
-//! The issuer needs one long-lived credential to issue with; it never sends it anywhere but the
-//! Vault it was built for, and never issues with a token it issued itself (a leaked short-lived
-//! token cannot mint more).
-//! - [`bootstrap_token`](VaultIssuerBuilder::bootstrap_token): a token made once in Vault's UI
-//!   (ideally with a long expiry set by an admin), read from any source (env, file, secret
-//!   store) at each issue. The simplest; replacing it means writing a new value where the source
-//!   reads. No logins, so no login limit.
-//! - [`password`](VaultIssuerBuilder::password): a service account's user name and password.
-//!   The issuer logs in (`POST /auth`), checks that Vault did not log it into another Vault
-//!   (authentication defaulting), keeps the session while it works, logs in again (at most once
-//!   a minute) when Vault says it is invalid, and ends it on [`shutdown`](VaultIssuer::shutdown).
-//! - [`oauth`](VaultIssuerBuilder::oauth): your identity provider's access token, exchanged
-//!   for a session at Vault's login host; same checks, no password in the process.
-//!
-//! A credential Vault refuses (revoked, user inactive or locked out, password changed) is an
-//! [`IssuerError`] of kind [`BadCredential`](IssuerErrorKind::BadCredential): not retryable, so
-//! the layer backs off to its longest wait and keeps serving the current token while it is valid.
-//!
-//! # The grace period
-//! When the layer renews (ahead of expiry) or Vault rejects the current token, the issuer issues a
-//! new one and schedules the old one for revocation after the
-//! [grace period](VaultIssuerBuilder::grace_period) (2 minutes by default): requests already
-//! sent with the old token, and other processes that read it from a fleet file, finish with it
-//! first. So at most two of the issuer's tokens are active at once. A revocation that fails is
-//! retried (30 s, doubling, at most 15 minutes) until Vault confirms it or the token has expired.
-//!
-//! # The cap
-//! When Vault refuses a create while the user holds 25 active tokens, the issuer lists them with
-//! VQL and revokes the oldest of its own (names starting with its prefix and `:`), never the one in
-//! use and never anyone else's, then issues again once. If none of the 25 is its own, the error
-//! says so ([`CapFullOfOthers`](IssuerErrorKind::CapFullOfOthers)), and is retried at the layer's
-//! backoff.
-//!
-//! # Fleets
-//! One process issues and writes each token to a [fleet file](VaultIssuerBuilder::fleet_file)
-//! (atomically, mode 0600); every other process reads it with
-//! [`FileToken`](crate::source::FileToken), which picks up the new token within its poll
-//! interval and at once when Vault rejects the old one. Keep the grace period longer than the
-//! readers' poll interval. The user then holds at most two of the issuer's tokens however many
-//! processes run. Give each issuer one layer (share the layer by cloning it): two layers on one
-//! issuer would each supersede the other's token.
-//!
-//! ```no_run
-//! # #[cfg(feature = "rustls")]
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use std::time::Duration;
-//! use veeva_vault_auth::source::{FileToken, VaultIssuer};
-//! use veeva_vault_auth::VaultAuthLayer;
-//!
-//! let issuer = VaultIssuer::builder("https://myvault.veevavault.com")
-//!     .bootstrap_token(FileToken::new("/run/secrets/vault-bootstrap"))
-//!     .name_prefix("acme-crm-sync")
-//!     .lifetime(Duration::from_secs(8 * 3600))
-//!     .build()?;
-//! let layer = VaultAuthLayer::new("https://myvault.veevavault.com", issuer.clone())?;
-//! // … serve with the layer …
-//! issuer.shutdown().await?; // revokes the current token, ends the session
-//! # let _ = layer;
-//! # Ok(())
-//! # }
-//! ```
+//! [`VaultIssuer`]: issuing, renewing and revoking tokens through Vault's own API; its guide is
+//! `guide.md`, shown on [`VaultIssuer`].
 
 use std::fmt;
 use std::future::Future;
@@ -106,8 +42,7 @@ pub(super) type IdentityToken = Arc<
 >;
 
 /// Issues, renews and revokes Vault API access tokens through Vault's own API; a
-/// [`TokenSource`] for [`VaultAuthLayer`](crate::VaultAuthLayer). See the [module](self) for
-/// bootstrap credentials, the grace period, the cap and fleets.
+/// [`TokenSource`] for [`VaultAuthLayer`](crate::VaultAuthLayer).
 ///
 /// Each [`fetch`](TokenSource::fetch) issues a new token (the layer fetches at the first
 /// request, ahead of expiry and after a rejection) and supersedes the previous one. Clones share
@@ -116,6 +51,32 @@ pub(super) type IdentityToken = Arc<
 /// best effort.
 ///
 /// `Debug` shows counts, never a token, session id or password.
+///
+/// ```
+/// # #[cfg(feature = "test-util")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use veeva_vault_auth::source::{StaticToken, TokenSource, VaultIssuer};
+/// use veeva_vault_auth::testing::VaultStandIn;
+///
+/// let vault = VaultStandIn::start().await?;
+/// let bootstrap = StaticToken::new(vault.issue_token())?;
+/// let issuer = VaultIssuer::builder(&vault.base_url())
+///     .bootstrap_token(bootstrap)
+///     .name_prefix("docs-example")
+///     .build()?;
+/// let token = issuer.fetch().await?; // what the layer does when it needs a token
+/// assert!(vault.is_active(token.expose_secret()));
+/// assert!(token.expires_at().is_some());
+/// issuer.shutdown().await?;
+/// assert!(!vault.is_active(token.expose_secret()));
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "test-util"))]
+/// # fn main() {}
+/// ```
+///
+#[doc = include_str!("guide.md")]
 #[derive(Clone)]
 pub struct VaultIssuer {
     core: Arc<Core>,
