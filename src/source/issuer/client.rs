@@ -7,23 +7,16 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE};
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::config::WallClock;
 use super::dates::parse_http_date;
 use super::error::{IssuerError, IssuerErrorKind};
+use super::transport::Transport;
 
 /// The largest answer the issuer reads.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-
-#[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "rustls"))]
-type Connector = HttpConnector;
 
 /// A credential for one call: a session id is sent raw, a token as a bearer.
 pub(super) enum Auth<'a> {
@@ -54,7 +47,7 @@ impl Answer {
 }
 
 pub(super) struct Http {
-    client: Client<Connector, Full<Bytes>>,
+    transport: Transport,
     timeout: Duration,
     client_id: Option<HeaderValue>,
     clock: WallClock,
@@ -64,19 +57,14 @@ pub(super) struct Http {
 }
 
 impl Http {
-    pub(super) fn new(timeout: Duration, client_id: Option<HeaderValue>, clock: WallClock) -> Http {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        #[cfg(feature = "rustls")]
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        #[cfg(not(feature = "rustls"))]
-        let connector = http;
+    pub(super) fn new(
+        transport: Transport,
+        timeout: Duration,
+        client_id: Option<HeaderValue>,
+        clock: WallClock,
+    ) -> Http {
         Http {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            transport,
             timeout,
             client_id,
             clock,
@@ -149,7 +137,7 @@ impl Http {
             )
         })?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|err| {
+            let response = self.transport.send(request).await.map_err(|err| {
                 IssuerError::new(
                     IssuerErrorKind::Transport,
                     format!("could not reach Vault: {err}"),
@@ -157,16 +145,7 @@ impl Http {
             })?;
             self.note_date(response.headers().get(DATE));
             let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|_| {
-                    IssuerError::new(
-                        IssuerErrorKind::Transport,
-                        "Vault's answer could not be read (cut off, or over 1 MiB)",
-                    )
-                })?
-                .to_bytes();
+            let body = read_bounded(response.into_body()).await?;
             let json = serde_json::from_slice::<Value>(&body).map_err(|_| {
                 IssuerError::new(
                     IssuerErrorKind::Transport,
@@ -197,6 +176,27 @@ impl Http {
         self.skew.store(skew, Ordering::Relaxed);
         self.skew_known.store(true, Ordering::Relaxed);
     }
+}
+
+/// An answer's body, at most [`MAX_ANSWER_BYTES`] of it.
+async fn read_bounded(mut body: super::transport::AnyBody) -> Result<Vec<u8>, IssuerError> {
+    let unreadable = || {
+        IssuerError::new(
+            IssuerErrorKind::Transport,
+            "Vault's answer could not be read (cut off, or over 1 MiB)",
+        )
+    };
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| unreadable())?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_ANSWER_BYTES {
+                return Err(unreadable());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 /// `time` moved by `seconds` (either way).

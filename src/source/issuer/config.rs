@@ -88,6 +88,7 @@ pub(super) struct Config {
     pub(super) client_id: Option<HeaderValue>,
     pub(super) min_login_interval: Duration,
     pub(super) revoke_retry: Duration,
+    pub(super) transport: Option<super::transport::Transport>,
 }
 
 impl Config {
@@ -124,6 +125,8 @@ pub struct VaultIssuerBuilder {
     client_id: Option<String>,
     min_login_interval: Duration,
     revoke_retry: Duration,
+    transport: Option<super::transport::Transport>,
+    any_scheme: bool,
 }
 
 impl fmt::Debug for VaultIssuerBuilder {
@@ -154,7 +157,35 @@ impl VaultIssuerBuilder {
             client_id: None,
             min_login_interval: Duration::from_secs(60),
             revoke_retry: Duration::from_secs(30),
+            transport: None,
+            any_scheme: false,
         }
+    }
+
+    /// Sends the issuer's calls through your tower service (a hyper-util client with your own
+    /// connector, proxy or pool, with middleware of your own) instead of its own client. Each
+    /// call clones the service and waits for it to be ready. Then `https` needs no feature of this
+    /// crate: the service decides how to connect.
+    ///
+    /// Do not put the [`VaultAuthLayer`](crate::VaultAuthLayer) the issuer feeds in this service:
+    /// the issuer's own calls carry their own credential.
+    #[must_use]
+    pub fn http_service<S, B>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<http_body_util::Full<bytes::Bytes>>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.transport = Some(super::transport::Transport::service(service));
+        self.any_scheme = true;
+        self
     }
 
     /// Issues with a token made elsewhere (in Vault's UI, kept in a secret store), read from
@@ -300,13 +331,14 @@ impl VaultIssuerBuilder {
     /// # Errors
     ///
     /// A URL that is not `https://host[:port]` (or `http://` to a loopback address), an
-    /// `https` URL without the `rustls` feature, no bootstrap credential, an empty name prefix,
+    /// `https` URL without the `rustls` feature or an [`http_service`](Self::http_service), no bootstrap credential, an empty name prefix,
     /// a lifetime under two minutes, or a client id Vault would refuse.
     pub fn build(self) -> Result<VaultIssuer, IssuerConfigError> {
-        let (base, authority) = base_url(&self.url)?;
-        let (login_base, _) = base_url(&self.login_url)?;
+        let tls = self.any_scheme || cfg!(feature = "rustls");
+        let (base, authority) = base_url(&self.url, tls)?;
+        let (login_base, _) = base_url(&self.login_url, tls)?;
         let sandbox = match self.sandbox {
-            Some((name, url)) => Some((name, base_url(&url)?.0)),
+            Some((name, url)) => Some((name, base_url(&url, tls)?.0)),
             None => None,
         };
         let bootstrap = self.bootstrap.ok_or_else(|| {
@@ -370,13 +402,14 @@ impl VaultIssuerBuilder {
             client_id,
             min_login_interval: self.min_login_interval,
             revoke_retry: self.revoke_retry.max(Duration::from_millis(100)),
+            transport: self.transport,
         }))
     }
 }
 
 /// `scheme://authority` and the authority of a Vault or login URL: https, or http to loopback;
 /// no user info, no path but `/`, no query.
-fn base_url(url: &str) -> Result<(String, String), IssuerConfigError> {
+fn base_url(url: &str, tls: bool) -> Result<(String, String), IssuerConfigError> {
     let bad = |why: &str| IssuerConfigError::new(format!("{url:?} is not a usable URL: {why}"));
     let uri: Uri = url
         .trim_end_matches('/')
@@ -399,8 +432,12 @@ fn base_url(url: &str) -> Result<(String, String), IssuerConfigError> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     match uri.scheme_str() {
-        Some("https") if cfg!(feature = "rustls") => {}
-        Some("https") => return Err(bad("https needs the `rustls` feature of veeva-vault-auth")),
+        Some("https") if tls => {}
+        Some("https") => {
+            return Err(bad(
+                "https needs the `rustls` feature of veeva-vault-auth, or your own http_service",
+            ))
+        }
         Some("http") if loopback => {}
         Some("http") => return Err(bad("plain http is allowed only to a loopback address")),
         _ => return Err(bad("the scheme must be https")),

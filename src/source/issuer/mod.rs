@@ -24,6 +24,7 @@ mod error;
 mod fleet;
 mod issue;
 mod revoke;
+mod transport;
 
 pub use config::{
     IssuerConfigError, VaultIssuerBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_LIFETIME,
@@ -170,7 +171,12 @@ impl VaultIssuer {
     }
 
     fn from_config(config: config::Config) -> Self {
+        let transport = config
+            .transport
+            .clone()
+            .unwrap_or_else(transport::Transport::hyper);
         let http = client::Http::new(
+            transport,
             config.timeout,
             config.client_id.clone(),
             Arc::clone(&config.clock),
