@@ -501,6 +501,10 @@ async fn each_user_has_their_own_25_and_sees_only_their_own_tokens() {
     assert_eq!(vault.active_tokens_of("a@example.com"), 24);
     let bad = vql(&vault, &b, "SELECT secret__v FROM api_access_token__sys").await;
     assert_eq!(bad.status(), "FAILURE");
+    let bad = vql(&vault, &b, "SELECT id FROM api_access_token__sys WHERE").await;
+    assert_eq!(bad.error_type(), "MALFORMED_QUERY");
+    let other = vql(&vault, &b, "anything at all").await;
+    assert_eq!(other.json["responseDetails"]["total"], 0);
 }
 
 async fn call_json(method: Method, url: &str, credential: &str, body: &str) -> Answer {

@@ -1,6 +1,7 @@
 //! `POST /query`: enough VQL for `api_access_token__sys` (its five fields and `user__sys`,
-//! `WHERE` conditions joined by `AND` with `=`, `!=` and `LIKE 'prefix%'`); any other object
-//! answers an empty result.
+//! `WHERE` conditions joined by `AND` with `=`, `!=` and `LIKE 'prefix%'`); a query on any other
+//! object (or one that does not parse and does not name `api_access_token__sys`) answers an
+//! empty result.
 
 use super::*;
 
@@ -155,7 +156,12 @@ impl State {
         let Some(q) = fields.get("q").filter(|q| !q.trim().is_empty()) else {
             return Reply::failure("PARAMETER_REQUIRED", "Missing required parameter [q].");
         };
+        let about_tokens = q.to_ascii_lowercase().contains("api_access_token__sys");
         let Some(query) = parse_query(q) else {
+            // Queries on other objects are not read: whatever they say, the result is empty.
+            if !about_tokens {
+                return query_result(Vec::new());
+            }
             return Reply::failure("MALFORMED_QUERY", "The VQL query could not be parsed.");
         };
         if query.object != "api_access_token__sys" {
