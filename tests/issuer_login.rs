@@ -180,7 +180,24 @@ async fn refused_logins_are_final_and_name_vaults_type() {
         Some("USERNAME_OR_PASSWORD_INCORRECT")
     );
     assert!(!err.is_retryable());
+    // No login is tried again for 15 minutes: the same error, without a call.
     vault.set_password(SVC, PASSWORD);
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let again = issuer.fetch().await.unwrap_err();
+        assert_eq!(
+            IssuerError::from_source(&again).unwrap().kind(),
+            IssuerErrorKind::BadCredential
+        );
+    }
+    assert_eq!(
+        count(&vault, is_login),
+        1,
+        "one refused login, not one a minute"
+    );
+    tokio::time::advance(Duration::from_secs(5 * 60)).await;
+    assert!(issuer.fetch().await.is_ok(), "tried again after the pause");
+    assert_eq!(count(&vault, is_login), 2);
     for (state, expected) in [
         (UserState::LockedOut, "USER_LOCKED_OUT"),
         (
@@ -190,6 +207,8 @@ async fn refused_logins_are_final_and_name_vaults_type() {
         (UserState::Inactive, "INACTIVE_USER"),
     ] {
         vault.set_user_state(SVC, state);
+        vault.end_all_sessions();
+        tokio::time::advance(Duration::from_secs(15 * 60)).await;
         let err = issuer.fetch().await.unwrap_err();
         assert_eq!(
             IssuerError::from_source(&err).unwrap().vault_error_type(),

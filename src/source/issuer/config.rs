@@ -200,7 +200,9 @@ impl VaultIssuerBuilder {
 
     /// Issues within a session opened with a user name and password (`POST /auth`). The
     /// session is kept while it works, opened again when Vault says it is invalid (at most one
-    /// login a minute), and ended on [`shutdown`](VaultIssuer::shutdown).
+    /// login a minute), and ended on [`shutdown`](VaultIssuer::shutdown). After Vault refuses the
+    /// login, no login is tried for 15 minutes (the same error is returned), so that a wrong
+    /// password does not lock the account out.
     #[must_use]
     pub fn password(mut self, username: &str, password: SecretString) -> Self {
         self.bootstrap = Some(Bootstrap::Password {
@@ -273,7 +275,9 @@ impl VaultIssuerBuilder {
 
     /// Issues tokens for the sandbox called `name` (as on the My Vaults page) through this
     /// (production) Vault; `sandbox_url` is the sandbox's own address, where its tokens are used
-    /// and revoked (revocations there are made with the newest token issued for it).
+    /// and revoked (revocations there are made with the newest token issued for it). The cap is
+    /// not managed for a sandbox: a refused create is reported as it is
+    /// ([`CreateRefused`](super::IssuerErrorKind::CreateRefused)).
     #[must_use]
     pub fn sandbox(mut self, name: &str, sandbox_url: &str) -> Self {
         self.sandbox = Some((name.to_owned(), sandbox_url.to_owned()));

@@ -13,6 +13,10 @@ use super::config::{Bootstrap, Config};
 use super::error::{IssuerError, IssuerErrorKind};
 use crate::trace::event;
 
+/// After Vault refuses a login (wrong password, user locked out, …), no login is tried again for
+/// this long: trying once a minute would lock the account out.
+pub(super) const REFUSED_LOGIN_PAUSE: Duration = Duration::from_secs(15 * 60);
+
 /// Sessions are opened again after this long, before Vault's 48-hour maximum ends them.
 const SESSION_MAX_AGE: Duration = Duration::from_secs(47 * 3600);
 
@@ -46,6 +50,8 @@ struct Logins {
     last_login: Option<Instant>,
     /// Vault said `API_LIMIT_EXCEEDED`: no login before this.
     not_before: Option<Instant>,
+    /// Vault refused the credential: the error, repeated without a login until the instant.
+    refused: Option<(Instant, IssuerError)>,
 }
 
 /// Hands out the bootstrap credential, logging in when it must.
@@ -114,6 +120,12 @@ impl Credentials {
         http: &Http,
     ) -> Result<SecretString, IssuerError> {
         let now = Instant::now();
+        if let Some((until, err)) = &logins.refused {
+            if *until > now {
+                return Err(err.clone());
+            }
+            logins.refused = None;
+        }
         let paced = logins
             .last_login
             .map(|at| at + config.min_login_interval)
@@ -175,7 +187,15 @@ impl Credentials {
                 .await?
             }
         };
-        let session = self.accept(logins, config, http, &answer)?;
+        let session = match self.accept(logins, config, http, &answer) {
+            Ok(session) => session,
+            Err(err) => {
+                if err.kind() == IssuerErrorKind::BadCredential {
+                    logins.refused = Some((Instant::now() + REFUSED_LOGIN_PAUSE, err.clone()));
+                }
+                return Err(err);
+            }
+        };
         logins.session = Some(Session {
             id: session.clone(),
             opened: Instant::now(),
