@@ -6,6 +6,32 @@ impl VaultStandIn {
     /// Adds a user who logs in with `password` (`POST /auth`) and holds their own 25 tokens.
     /// Returns their user id. The stand-in starts with one user, `integration@example.com`,
     /// who has no password until [`set_password`](Self::set_password) gives one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use veeva_vault_auth::testing::{UserState, VaultStandIn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let vault = VaultStandIn::start().await?;
+    /// vault.add_user("svc@example.com", "a password");
+    /// // Tokens as if made in Vault's UI, each user with their own 25.
+    /// let token = vault
+    ///     .issue_token_for("svc@example.com", Some("made in the UI"), Some(Duration::from_secs(60)))
+    ///     .unwrap();
+    /// assert!(vault.is_active(&token));
+    /// assert_eq!(vault.active_tokens_of("svc@example.com"), 1);
+    /// assert_eq!(vault.active_token_count(), 0, "the first user holds none");
+    /// // `POST /api/v26.2/auth` with username=svc@example.com&password=… now opens a session;
+    /// // a locked-out user is refused with USER_LOCKED_OUT.
+    /// vault.set_user_state("svc@example.com", UserState::LockedOut);
+    /// // A Vault whose clock is five minutes ahead of the client's.
+    /// let before = vault.now();
+    /// vault.set_clock_offset(300);
+    /// assert!(vault.now().duration_since(before).unwrap() >= Duration::from_secs(300));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_user(&self, name: &str, password: &str) -> u64 {
         self.inner.shared.lock().add_user(name, Some(password))
     }
