@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use issuer_common::*;
-use veeva_vault_auth::source::{StaticToken, VaultIssuer};
+use veeva_vault_auth::source::{StaticToken, TokenSource, VaultIssuer};
 use veeva_vault_auth::testing::VaultStandIn;
 use veeva_vault_auth::VaultAuthLayer;
 
@@ -63,6 +63,17 @@ async fn a_week_of_hourly_rotation() {
         settle().await;
     }
 
+    // Let a revocation still on its way be answered.
+    eventually("the last revocation's answer", || {
+        let stats = issuer.stats();
+        let not_revoked = vault
+            .tokens()
+            .iter()
+            .filter(|t| t.name.starts_with(&format!("{PREFIX}:")) && !t.revoked)
+            .count() as u64;
+        stats.revoked + not_revoked == stats.issued
+    })
+    .await;
     let stats = issuer.stats();
     let status = handle.status();
     assert!(most_held <= 2, "held {most_held} of its own tokens at once");
@@ -162,7 +173,7 @@ async fn a_revocation_wave_costs_one_issue_and_one_revocation() {
         count(&vault, is_revoke) == 1
     })
     .await;
-    settle().await;
+    eventually("the revocation's answer", || issuer.stats().revoked == 1).await;
     assert_eq!(count(&vault, is_revoke), 1);
     assert_eq!(own_active(&vault, PREFIX), 1);
     let stats = issuer.stats();
@@ -191,4 +202,42 @@ async fn dropping_the_issuer_revokes_its_tokens() {
     })
     .await;
     assert!(vault.is_active(&bootstrap));
+}
+
+/// A revocation Vault refuses is retried (30 s, then doubling), never forgotten, until it works.
+#[tokio::test(start_paused = true)]
+async fn failed_revocations_are_retried_until_they_work() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let issuer = issuer(&vault, &bootstrap, Duration::from_secs(3600));
+    let first = issuer.fetch().await.unwrap();
+    vault.fail_path_with("/vobjects/api_access_token__sys", "INSUFFICIENT_ACCESS");
+    let second = issuer.fetch().await.unwrap();
+    // Due after the 120 s grace period, then 30 s, 60 s, 120 s later.
+    let mut expected = 0;
+    for (wait, attempts) in [(121, 1), (30, 2), (60, 3), (120, 4)] {
+        tokio::time::advance(Duration::from_secs(wait)).await;
+        expected = attempts;
+        eventually("a failed revocation attempt", || {
+            count(&vault, is_revoke) == expected
+                && issuer.stats().revocation_failures == expected as u64
+        })
+        .await;
+        assert!(vault.is_active(first.expose_secret()));
+    }
+    let stats = issuer.stats();
+    assert_eq!(
+        (stats.revocation_failures, stats.pending_revocations),
+        (expected as u64, 1)
+    );
+    vault.clear_failures();
+    tokio::time::advance(Duration::from_secs(240)).await;
+    eventually("the retried revocation", || issuer.stats().revoked == 1).await;
+    assert!(!vault.is_active(first.expose_secret()));
+    let stats = issuer.stats();
+    assert_eq!((stats.revoked, stats.pending_revocations), (1, 0));
+    assert!(vault.is_active(second.expose_secret()));
+    issuer.shutdown().await.unwrap();
+    assert!(!vault.is_active(second.expose_secret()));
 }
