@@ -414,7 +414,12 @@ impl VaultIssuerBuilder {
 /// `scheme://authority` and the authority of a Vault or login URL: https, or http to loopback;
 /// no user info, no path but `/`, no query.
 fn base_url(url: &str, tls: bool) -> Result<(String, String), IssuerConfigError> {
-    let bad = |why: &str| IssuerConfigError::new(format!("{url:?} is not a usable URL: {why}"));
+    // User info may hold a password: never repeat it.
+    let shown = match url.rsplit_once('@') {
+        Some((_, rest)) => format!("[user info]@{rest}"),
+        None => url.to_owned(),
+    };
+    let bad = |why: &str| IssuerConfigError::new(format!("{shown:?} is not a usable URL: {why}"));
     let uri: Uri = url
         .trim_end_matches('/')
         .parse()
@@ -451,4 +456,56 @@ fn base_url(url: &str, tls: bool) -> Result<(String, String), IssuerConfigError>
         format!("{scheme}://{authority}"),
         authority.as_str().to_ascii_lowercase(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::StaticToken;
+
+    fn build(url: &str) -> Result<VaultIssuer, IssuerConfigError> {
+        VaultIssuer::builder(url)
+            .bootstrap_token(StaticToken::new("veeva-vault-x").unwrap())
+            .build()
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(build("http://127.0.0.1:8080").is_ok());
+        assert!(build("http://[::1]:8080/").is_ok());
+        assert!(build("http://localhost").is_ok());
+        let refused = [
+            ("http://myvault.veevavault.com", "loopback"),
+            ("ftp://127.0.0.1", "https"),
+            ("http://user:pw@127.0.0.1", "user info"),
+            ("http://127.0.0.1/api/v26.2", "path"),
+            ("http://127.0.0.1/?x=1", "path"),
+            ("myvault.veevavault.com", "usable"),
+        ];
+        for (url, why) in refused {
+            let err = build(url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
+        let https = build("https://myvault.veevavault.com");
+        assert_eq!(https.is_ok(), cfg!(feature = "rustls"));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let base = || VaultIssuer::builder("http://127.0.0.1:1");
+        assert!(base()
+            .build()
+            .unwrap_err()
+            .to_string()
+            .contains("bootstrap"));
+        let token = || StaticToken::new("veeva-vault-x").unwrap();
+        let with = |b: VaultIssuerBuilder| b.bootstrap_token(token()).build();
+        assert!(with(base().name_prefix("")).is_err());
+        assert!(with(base().name_prefix(&"p".repeat(41))).is_err());
+        assert!(with(base().lifetime(Duration::from_secs(60))).is_err());
+        assert!(with(base().client_id("bad id!")).is_err());
+        assert!(with(base().api_version("26.2")).is_err());
+        assert!(with(base().client_id("acme-crm-sync").api_version("v25.3")).is_ok());
+    }
 }
