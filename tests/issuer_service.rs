@@ -43,3 +43,34 @@ async fn calls_go_through_the_users_service() {
     assert_eq!(calls.load(Ordering::Relaxed), 3);
     assert!(!vault.is_active(token.expose_secret()));
 }
+
+/// The issuer's calls and the layer's requests share one `ConcurrencyLimit` of 1: the first
+/// request, waiting for the issuer's token, must not hold the only permit (issue 11, bug 18).
+#[tokio::test(start_paused = true)]
+async fn a_shared_concurrency_limit_does_not_deadlock_the_first_request() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let shared = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .service(http_client());
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .http_service(shared.clone())
+        .wall_clock(wall_clock(0))
+        .build()
+        .unwrap();
+    let layer = veeva_vault_auth::VaultAuthLayer::builder(&vault.base_url(), issuer.clone())
+        .fetch_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let client = tower::Layer::layer(&layer, shared);
+    let url = vault.api_url("/objects/users/me");
+    let task = tokio::spawn(async move { send(&client, get(&url)).await });
+    eventually("the first request to finish", || task.is_finished()).await;
+    let response = task
+        .await
+        .unwrap()
+        .expect("the first request got the issuer's token");
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+}
