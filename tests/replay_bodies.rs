@@ -441,3 +441,52 @@ async fn an_answer_before_the_body_was_read_replays_the_whole_in_memory_body() {
 async fn an_answer_before_the_body_was_read_replays_the_whole_streaming_body() {
     answered_before_the_body_was_read(true).await;
 }
+
+/// Requests dropped at each await of the shared flow (waiting for the new token, sending the
+/// replay) strand nobody: the fetch finishes, the next requests get the new token, and the
+/// recording of a dropped request goes with it.
+#[tokio::test(start_paused = true)]
+async fn dropping_requests_at_every_await_of_the_flow_never_wedges_the_cache() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let tokens: Vec<String> = (0..3).map(|_| vault.issue_token()).collect();
+    let source = tokens_in_order(tokens.clone());
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = boxed_client(&layer);
+    let url = vault.api_url("/query");
+    let form = |i: usize| {
+        Request::post(url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(streaming(2_000 + i, 4).0)
+            .unwrap()
+    };
+    send_boxed(&client, form(0)).await.unwrap();
+
+    // Dropped while waiting for the new token after its rejection.
+    vault.revoke(&tokens[0]);
+    source.close_gate();
+    let waiting = tokio::spawn(send_boxed(&client, form(1)));
+    eventually("the rejection starts a fetch", || source.fetches() == 2).await;
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    source.open(1);
+    let response = send_boxed(&client, form(2)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    assert_eq!(layer.handle().status().generation, Some(2));
+
+    // Dropped while its replay is at the server.
+    vault.revoke(&tokens[1]);
+    source.open(1);
+    vault.hold_requests(true);
+    let replaying = tokio::spawn(send_boxed(&client, form(3)));
+    vault.wait_for_held(1).await;
+    vault.release();
+    vault.wait_for_held(1).await;
+    replaying.abort();
+    assert!(replaying.await.unwrap_err().is_cancelled());
+    vault.hold_requests(false);
+    let response = send_boxed(&client, form(4)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    let status = layer.handle().status();
+    assert_eq!((status.generation, source.fetches()), (Some(3), 3));
+}
