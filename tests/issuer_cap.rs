@@ -176,7 +176,7 @@ async fn a_revoked_bootstrap_is_final_until_a_new_one_appears() {
     let mut minute = 0;
     while minute < 59 {
         tokio::time::advance(Duration::from_secs(60)).await;
-        settle().await;
+        settle_layer(&handle).await;
         minute += 1;
         assert!(
             ok(send(&client, get(&url)).await.unwrap()),
@@ -199,7 +199,7 @@ async fn a_revoked_bootstrap_is_final_until_a_new_one_appears() {
 
     // After the expiry, nothing is served.
     tokio::time::advance(Duration::from_secs(61)).await;
-    settle().await;
+    settle_layer(&handle).await;
     assert!(send(&client, get(&url)).await.is_err());
 
     // A new bootstrap token appears in the file: the next attempt (within the longest backoff)
@@ -209,7 +209,7 @@ async fn a_revoked_bootstrap_is_final_until_a_new_one_appears() {
     std::fs::write(&temp, format!("{replacement}\n")).unwrap();
     std::fs::rename(&temp, &file).unwrap();
     tokio::time::advance(Duration::from_secs(61)).await;
-    settle().await;
+    settle_layer(&handle).await;
     eventually("the recovery", || handle.status().generation.is_some()).await;
     assert!(ok(send(&client, get(&url)).await.unwrap()));
     assert!(handle.status().last_error.is_none());

@@ -47,7 +47,7 @@ mod timing;
 pub(crate) use local::note_accepted;
 pub(crate) use state::{Outcome, Reacquired};
 pub use status::AuthStatus;
-pub(crate) use timing::CacheConfig;
+pub(crate) use timing::{later, CacheConfig};
 pub use timing::{Backoff, RefreshPolicy};
 
 use state::CacheState;

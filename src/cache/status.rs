@@ -49,6 +49,8 @@ pub struct AuthStatus {
     pub reacquisitions: u64,
     /// Requests sent a second time with a new token.
     pub replays: u64,
+    /// Whether a fetch from the source is under way now.
+    pub fetching: bool,
 }
 
 impl Cache {
@@ -75,6 +77,7 @@ impl Cache {
             fetch_failures: self.counters.failures.load(Ordering::Relaxed),
             reacquisitions: self.counters.reacquisitions.load(Ordering::Relaxed),
             replays: self.counters.replays.load(Ordering::Relaxed),
+            fetching: matches!(state.phase, super::state::Phase::Fetching(_)),
         }
     }
 }

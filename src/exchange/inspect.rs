@@ -55,6 +55,9 @@ pub(crate) struct Inspection<B: Body> {
 /// few hundred looks at most, each at most this long); past it, each time the bytes read double.
 const EAGER_LOOKS: usize = 1024;
 
+/// How much of an encoded body's content a look at its prefix decodes.
+const PREFIX_CONTENT: usize = 256;
+
 /// How reading stopped.
 enum Stop {
     /// The body ended: judge it whole.
@@ -237,7 +240,15 @@ impl<B: Body> Inspection<B> {
                 &copied[..]
             }
         };
-        let verdict = judge_body(rule, parts.status, &parts.headers, bytes, whole, self.limit);
+        // A look at a prefix needs its first bytes only (Vault writes `responseStatus` first): an
+        // encoded body is decoded that far, so that a body trickling in does not cost a full
+        // decode at every pause.
+        let content = if complete {
+            self.limit
+        } else {
+            self.limit.min(PREFIX_CONTENT)
+        };
+        let verdict = judge_body(rule, parts.status, &parts.headers, bytes, whole, content);
         if complete && verdict == Verdict::InspectBody {
             Verdict::Pass
         } else {

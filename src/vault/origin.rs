@@ -76,8 +76,16 @@ impl VaultOrigin {
             });
         }
         let default_port = if https { 443 } else { 80 };
-        let port = uri.port_u16().unwrap_or(default_port);
-        let host = host.to_ascii_lowercase();
+        let port = match explicit_port(authority) {
+            None => default_port,
+            Some(Some(port)) if port != 0 => port,
+            Some(_) => return Err(invalid("its port is not one from 1 to 65535")),
+        };
+        let host = match ip_literal(host) {
+            Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            None => host.to_ascii_lowercase(),
+        };
         Ok(Self {
             bare_authority: (port == default_port).then(|| host.clone().into()),
             full_authority: format!("{host}:{port}").into(),
@@ -109,8 +117,15 @@ impl VaultOrigin {
             return false;
         };
         https == self.https
-            && host.eq_ignore_ascii_case(&self.host)
+            && self.is_named(host)
             && target.port.unwrap_or(if https { 443 } else { 80 }) == self.port
+    }
+
+    /// Whether `host` names this Vault's host: the same name in any case, or the same IP address
+    /// however it is written (`[::1]` and `[0:0:0:0:0:0:0:1]`).
+    fn is_named(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.host)
+            || ip_literal(host).is_some_and(|ip| ip_literal(&self.host) == Some(ip))
     }
 
     /// A cheap exact check of the request URI's scheme and authority, for the request path: `true`
@@ -143,11 +158,11 @@ impl VaultOrigin {
             return false;
         };
         let default = if self.https { 443 } else { 80 };
+        let host = authority.host();
+        // One trailing dot names the same host (a fully qualified name); more name nothing.
+        let host = host.strip_suffix('.').unwrap_or(host);
         authority.as_str().find('@').is_none()
-            && authority
-                .host()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(&self.host)
+            && self.is_named(host)
             && authority.port_u16().unwrap_or(default) == self.port
     }
 
@@ -179,6 +194,25 @@ impl<'a> Target<'a> {
             port: uri.port_u16(),
         }
     }
+}
+
+/// The IP address a URI's host is, if it is one (IPv6 in brackets).
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    match host.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']')?.parse().ok(),
+        None => host.parse().ok(),
+    }
+}
+
+/// The port an authority (`host`, `host:port`, `[v6]:port`) names: `None` without one,
+/// `Some(None)` for one that is not a 16-bit number.
+fn explicit_port(authority: &str) -> Option<Option<u16>> {
+    let after_host = match authority.rfind(']') {
+        Some(end) => &authority[end + 1..],
+        None => authority,
+    };
+    let (_, port) = after_host.rsplit_once(':')?;
+    Some(port.parse().ok())
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -12,6 +12,9 @@ use secrecy::SecretString;
 use super::{IdentityToken, VaultIssuer};
 use crate::source::TokenSource;
 
+/// The longest lifetime or grace period the issuer takes: ten years.
+const MAX_SETTING: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
 /// The wall clock the issuer dates things by (Vault's clock is this plus the skew Vault's `Date`
 /// header shows).
 pub(super) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -364,6 +367,18 @@ impl VaultIssuerBuilder {
         if self.lifetime < Duration::from_secs(120) {
             return Err(IssuerConfigError::new(
                 "the lifetime must be at least 2 minutes",
+            ));
+        }
+        // Vault's security profiles allow at most 90 days; ten years is past any of them and keeps
+        // every date the issuer computes representable.
+        if self.lifetime > MAX_SETTING {
+            return Err(IssuerConfigError::new(
+                "the lifetime must be at most 10 years",
+            ));
+        }
+        if self.grace > MAX_SETTING {
+            return Err(IssuerConfigError::new(
+                "the grace period must be at most 10 years",
             ));
         }
         let client_id = match self.client_id {

@@ -117,7 +117,12 @@ impl Core {
 
     async fn create(&self, credential: &Credential) -> Result<Created, IssuerError> {
         let now = self.http.vault_now();
-        let expiry = now + self.config.lifetime;
+        let expiry = now.checked_add(self.config.lifetime).ok_or_else(|| {
+            IssuerError::new(
+                IssuerErrorKind::Transport,
+                "the token's expiry date, on Vault's clock, is past what a date can hold",
+            )
+        })?;
         let expiry_text = format_utc(expiry);
         let lifetime = parse_vault_time(&expiry_text)
             .and_then(|at| at.duration_since(now).ok())
@@ -183,7 +188,7 @@ impl Core {
             if let Some(old) = old {
                 ledger.pending.push(Pending {
                     id: old.id,
-                    due: Instant::now() + self.config.grace,
+                    due: crate::cache::later(Instant::now(), self.config.grace),
                     attempts: 0,
                     expires: old.expires,
                 });
