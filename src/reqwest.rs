@@ -166,6 +166,18 @@ impl<R: FailureRule> Door for ReqwestDoor<'_, R> {
         Error::middleware(err)
     }
 
+    fn settled(copy: &Copy) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tape = match copy {
+            Copy::Recorded(_, tape) => Some(tape.clone()),
+            Copy::Whole(_) => None,
+        };
+        async move {
+            if let Some(tape) = tape {
+                tape.settled_owned().await;
+            }
+        }
+    }
+
     fn rebuild(&mut self, copy: Copy) -> Option<Request> {
         match copy {
             Copy::Whole(request) => Some(request),

@@ -1,6 +1,7 @@
-//! Adversarial review (helper E): a hostile server, an odd caller and an unlucky operator, over
-//! real HTTP on 127.0.0.1. Each test states what the guide promises and fails where the library
-//! does not keep it.
+//! Adversarial tests (found in review on 2026-12-01): a hostile server, an odd caller and an
+//! unlucky operator, over real HTTP on 127.0.0.1. Each test states what the guide promises; the
+//! `e*` ones failed before their fix (the "Found" paragraph of each says what happened then), the
+//! `held_*` ones are attacks that held.
 
 mod common;
 
@@ -183,7 +184,7 @@ async fn stalling_server_with(
     (addr, seen)
 }
 
-/// FINDING E1. A server that answers a streaming request with a rejection before reading its
+/// Found (E1). A server that answers a streaming request with a rejection before reading its
 /// body, and then stops reading the first connection without closing it, wedges the replay for
 /// ever: the replay sends what was recorded, then waits for the first attempt to hand over the
 /// rest of the original body, which it never does (its connection is stuck writing). The guide:
@@ -191,7 +192,7 @@ async fn stalling_server_with(
 /// replay's answer, or an error) within a bounded time; an hour of paused time is far past any
 /// bound the layer has (DISCARD_WAIT 2 s, DEFAULT_INSPECT_WAIT 5 s).
 #[tokio::test(start_paused = true)]
-async fn e1_replay_of_a_streaming_body_hangs_when_the_first_connection_stalls() {
+async fn e1_a_replay_never_waits_on_a_first_connection_that_stalls() {
     let clock = hold_clock();
     let (old, new) = ("veeva-vault-stall-old", "veeva-vault-stall-new");
     let (addr, seen) = stalling_server(old).await;
@@ -224,9 +225,9 @@ async fn e1_replay_of_a_streaming_body_hangs_when_the_first_connection_stalls() 
     );
 }
 
-/// FINDING E1, through the reqwest door: the same recording, the same wait for ever.
+/// Found (E1), through the reqwest door: the same recording, the same wait for ever.
 #[tokio::test(start_paused = true)]
-async fn e1b_reqwest_replay_of_a_streaming_body_hangs_when_the_first_connection_stalls() {
+async fn e1b_through_reqwest_a_replay_never_waits_on_a_first_connection_that_stalls() {
     let clock = hold_clock();
     let (old, new) = ("veeva-vault-stall-old", "veeva-vault-stall-new");
     let (addr, seen) = stalling_server(old).await;
@@ -302,13 +303,13 @@ fn success_server(listener: tokio::net::TcpListener) -> Arc<AtomicUsize> {
     count
 }
 
-/// FINDING E2. A Vault on an IPv6 loopback address written in full (`http://[0:0:0:0:0:0:0:1]:p`,
+/// Found (E2). A Vault on an IPv6 loopback address written in full (`http://[0:0:0:0:0:0:0:1]:p`,
 /// which the builder accepts as the layer's origin) is never reachable through the reqwest door:
 /// `url` writes the host of every request as `[::1]`, the origin keeps it as written, and the
 /// string compare refuses every request to the very URL the layer was built with as "not for
 /// this Vault". The tower door sends it.
 #[tokio::test(start_paused = true)]
-async fn e2_reqwest_refuses_the_vault_url_it_was_built_with_when_ipv6_is_written_in_full() {
+async fn e2_reqwest_takes_the_vault_url_it_was_built_with_when_ipv6_is_written_in_full() {
     let _clock = hold_clock();
     let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -344,7 +345,7 @@ async fn e2_reqwest_refuses_the_vault_url_it_was_built_with_when_ipv6_is_written
     assert_eq!(answered.load(Ordering::SeqCst), 2);
 }
 
-/// FINDING E3. A Vault URL whose port is not a port is taken as the scheme's default port
+/// Found (E3). A Vault URL whose port is not a port is taken as the scheme's default port
 /// (`https://myvault.veevavault.com:84430`, a typo for 8443, becomes `:443`), and port 0 is
 /// taken as it is. The guide: bad input gets a clear, typed error.
 #[test]
@@ -363,7 +364,7 @@ fn e3_a_vault_url_with_an_impossible_port_is_refused() {
     assert!(accepted.is_empty(), "accepted: {accepted:#?}");
 }
 
-/// FINDING E4. When a replay takes over a recorded body that the first attempt is still sending,
+/// Found (E4). When a replay takes over a recorded body that the first attempt is still sending,
 /// the first attempt's body just ends (`Recorder::poll_frame` returns `None`): over chunked
 /// encoding hyper then writes a well-formed last chunk, and the first connection carries a
 /// complete-looking request whose body is cut short. A server (or a gateway in front of Vault)
@@ -371,8 +372,8 @@ fn e3_a_vault_url_with_an_impossible_port_is_refused() {
 /// error, so that hyper drops the connection without ending the message), never ended cleanly
 /// with a part of the content.
 #[tokio::test(start_paused = true)]
-async fn e4_the_first_attempt_of_a_taken_over_body_ends_cleanly_truncated() {
-    let _clock = hold_clock();
+async fn e4_a_body_still_being_sent_is_not_taken_over_so_nothing_is_cut_short() {
+    let clock = hold_clock();
     let (old, new) = ("veeva-vault-cut-old", "veeva-vault-cut-new");
     let (addr, seen) = stalling_server_with(old, true).await;
     let source = tokens_in_order(vec![old.to_owned(), new.to_owned()]);
@@ -387,22 +388,31 @@ async fn e4_the_first_attempt_of_a_taken_over_body_ends_cleanly_truncated() {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .unwrap();
-    let response = send_boxed(&client, request).await.unwrap();
+    let task = tokio::spawn(send_boxed(&client, request));
+    eventually("the rejection gets a new token", || source.fetches() == 2).await;
+    // From here time may run: the layer waits a bounded time for the first attempt to be done
+    // with the body, then hands over Vault's answer instead of taking the body over.
+    drop(clock);
+    let response = tokio::time::timeout(Duration::from_secs(3600), task)
+        .await
+        .expect("answered within the layer's bound")
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        response.headers()["x-vaultapi-status"],
-        "SUCCESS",
-        "the replay works"
+        seen.replays.load(Ordering::SeqCst),
+        0,
+        "no second upload started"
     );
-    eventually("the first connection is read to its end", || {
-        seen.resumed_done.load(Ordering::SeqCst)
-    })
-    .await;
+    assert!(
+        text(response).await.contains("INVALID_SESSION_ID"),
+        "the caller gets Vault's answer"
+    );
+    assert_eq!(layer.handle().status().replays, 0);
     let bytes = seen.resumed_bytes.load(Ordering::SeqCst);
     let clean = seen.resumed_clean_end.load(Ordering::SeqCst);
     assert!(
         !(clean && bytes < total),
-        "the first connection carried a well-formed request whose body is {bytes} bytes \
-         (chunk framing included) of {total}"
+        "the first connection carried a well-formed request whose body is {bytes} bytes of {total}"
     );
 }
 
@@ -554,7 +564,7 @@ impl veeva_vault_auth::detect::FailureRule for Counting {
     }
 }
 
-/// FINDING E5. A gzip answer trickled one compressed byte per chunk makes the layer decode the
+/// Found (E5). A gzip answer trickled one compressed byte per chunk makes the layer decode the
 /// whole prefix again at every pause while fewer than 1 KiB are read (`EAGER_LOOKS`), and each
 /// decode yields up to the inspection bound (64 KiB): about 1 KiB from the server costs tens of
 /// MiB of inflating, for every such answer (more with a larger `max_inspect_body`). Counted
@@ -562,7 +572,7 @@ impl veeva_vault_auth::detect::FailureRule for Counting {
 /// answer is bounded by a small multiple of the bound (the doubling schedule gives about 2x),
 /// not by the number of pauses times the bound.
 #[tokio::test(start_paused = true)]
-async fn e5_a_trickled_gzip_answer_is_decoded_again_at_every_pause() {
+async fn e5_a_trickled_gzip_answer_costs_a_small_multiple_of_the_bound() {
     use std::io::Write;
     let _clock = hold_clock();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -737,12 +747,12 @@ async fn held_a_trickling_endless_401_is_given_up_and_replayed() {
     rejected_with_an_endless_401(true).await;
 }
 
-/// FINDING E6. `VaultIssuerBuilder` takes any lifetime of 2 minutes or more and any grace
+/// Found (E6). `VaultIssuerBuilder` takes any lifetime of 2 minutes or more and any grace
 /// period, and the issuer adds them to clocks unchecked (`SystemTime + Duration`,
 /// `Instant + Duration`): an operator's "never expire" (`Duration::MAX`) builds, then panics in
 /// the token fetch. The guide: a clear, typed error, never a panic.
 #[tokio::test(start_paused = true)]
-async fn e6_an_issuer_with_a_huge_lifetime_or_grace_panics_instead_of_a_typed_error() {
+async fn e6_an_issuer_with_a_huge_lifetime_or_grace_is_a_typed_error() {
     use secrecy::SecretString;
     use veeva_vault_auth::source::{TokenSource, VaultIssuer};
     let _clock = hold_clock();
@@ -976,12 +986,12 @@ async fn held_odd_host_headers() {
     }
 }
 
-/// FINDING E7 (low). `VaultOrigin::is_host` trims every trailing dot of a `Host` value, so
+/// Found (E7) (low). `VaultOrigin::is_host` trims every trailing dot of a `Host` value, so
 /// `127.0.0.1..:port` (an empty DNS label: not a name of anything) is taken for the Vault and
 /// gets the token, though the URI check takes no trailing dot at all. One dot (the FQDN form)
 /// is the same name; more are not a valid host. Expected: refused like any other host.
 #[tokio::test(start_paused = true)]
-async fn e7_a_host_header_with_two_trailing_dots_gets_the_token() {
+async fn e7_a_host_header_with_two_trailing_dots_gets_no_token() {
     let _clock = hold_clock();
     let (refused, auth) = with_hosts(|p| one(format!("127.0.0.1..:{p}"))).await;
     assert!(refused, "sent with {:?}", auth.map(|a| a.len()));

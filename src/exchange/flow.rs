@@ -43,6 +43,10 @@ pub(crate) trait Door: Send {
     /// The error for "no token could be had".
     fn unavailable(err: TokenUnavailable) -> Self::Error;
 
+    /// Resolves once the first attempt is done with the copy's body (at once for a body kept in
+    /// memory; for a recorded one, when the first attempt read it to the end or let go of it).
+    fn settled(copy: &Self::Replay) -> impl Future<Output = ()> + Send + 'static;
+
     /// Builds the request again from its copy; `None` if its body cannot be sent again after all.
     fn rebuild(&mut self, copy: Self::Replay) -> Option<Self::Request>;
 
@@ -110,6 +114,18 @@ pub(crate) async fn judge_and_recover<D: Door>(
         return Ok(response);
     };
     if reacquired.await != Reacquired::Replay {
+        return Ok(response);
+    }
+    // A recorded body is sent again only once the first attempt is done with it, and that is
+    // waited for only so long: a connection that stalled while sending it may never let go.
+    if tokio::time::timeout(DISCARD_WAIT, D::settled(&copy))
+        .await
+        .is_err()
+    {
+        event!(
+            debug,
+            "the first attempt still holds the request body; not replaying"
+        );
         return Ok(response);
     }
     let Some((generation, header)) = cache.current() else {

@@ -48,6 +48,10 @@ where
         err.into()
     }
 
+    fn settled(copy: &ReplayCopy<B, S>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        copy.settled()
+    }
+
     fn rebuild(&mut self, copy: ReplayCopy<B, S>) -> Option<Request<B>> {
         let (request, service) = copy.rebuild()?;
         self.service = Some(service);

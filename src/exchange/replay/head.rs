@@ -2,7 +2,6 @@
 //! (and the bytes of an in-memory body) written into one buffer from a small per-thread pool, which
 //! goes back to the pool wiped when the request is done.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use zeroize::Zeroize;
 
+use super::tape::Recording;
 use crate::token::wiped_copy;
 
 /// How many spare heads a thread keeps.
@@ -37,7 +37,7 @@ struct Head {
     extensions: Extensions,
     /// The recording of a boxed body, type-erased: kept here rather than beside the head, so
     /// that the copy a request future carries stays one pointer for it.
-    tape: Option<Arc<dyn Any + Send + Sync>>,
+    tape: Option<Arc<dyn Recording>>,
     /// The URI's scheme, authority and path-and-query, each header's name and value, then the
     /// body's bytes if they are kept here. Allocated at its full size before anything is written,
     /// so that it never moves: a reallocation would free a block still holding the caller's
@@ -124,13 +124,18 @@ impl HeadCopy {
     }
 
     /// Keeps the recording of the request's body with the head.
-    pub(super) fn keep_tape(&mut self, tape: Arc<dyn Any + Send + Sync>) {
+    pub(super) fn keep_tape(&mut self, tape: Arc<dyn Recording>) {
         self.0.get_or_insert_with(Box::default).tape = Some(tape);
     }
 
     /// The recording kept with the head, if any.
-    pub(super) fn take_tape(&mut self) -> Option<Arc<dyn Any + Send + Sync>> {
+    pub(super) fn take_tape(&mut self) -> Option<Arc<dyn Recording>> {
         self.0.as_deref_mut()?.tape.take()
+    }
+
+    /// The recording kept with the head, if any.
+    pub(super) fn tape(&self) -> Option<&Arc<dyn Recording>> {
+        self.0.as_deref()?.tape.as_ref()
     }
 
     /// What follows the head in the buffer: the body's bytes, if they are kept there.

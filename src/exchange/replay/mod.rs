@@ -22,7 +22,7 @@ use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{Empty, Full};
 
 use self::head::HeadCopy;
-use self::tape::Tape;
+use self::tape::{Recording, Tape};
 use crate::token::wiped_copy;
 use crate::trace::event;
 
@@ -81,6 +81,16 @@ where
     B: Body + 'static,
     B::Error: 'static,
 {
+    /// Resolves once the first attempt is done with the body: at once, unless the body is
+    /// recorded and the first attempt still reads it (see [`tape::Recording::poll_settled`]).
+    pub(crate) fn settled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let recording = self.head.tape().cloned();
+        std::future::poll_fn(move |cx| match &recording {
+            Some(recording) => recording.poll_settled(cx),
+            None => Poll::Ready(()),
+        })
+    }
+
     /// The request again, and the service to send it through; `None` if the body cannot be sent
     /// again after all (a recorded body that grew past the cap or failed), or the copy cannot be
     /// read back (which a copy of a valid request always can; that failure is logged).
@@ -218,7 +228,7 @@ where
                 let original = std::mem::replace(boxed, BoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = BoxBody::new(recorder);
-                head.keep_tape(tape.into_any());
+                head.keep_tape(tape.erased());
                 Some(Self::Recorded)
             }
             Kind::UnsyncBoxed => {
@@ -226,7 +236,7 @@ where
                 let original = std::mem::replace(boxed, UnsyncBoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = UnsyncBoxBody::new(recorder);
-                head.keep_tape(tape.into_any());
+                head.keep_tape(tape.erased());
                 Some(Self::Recorded)
             }
         }
@@ -245,14 +255,14 @@ where
 }
 
 /// The body a replay of a recorded boxed body sends, boxed again as `B` is.
-fn rewind<B: Body + 'static>(tape: Arc<dyn Any + Send + Sync>) -> Option<B>
+fn rewind<B: Body + 'static>(tape: Arc<dyn Recording>) -> Option<B>
 where
     B::Error: 'static,
 {
-    if let Some(tape) = Tape::<BoxBody<Bytes, B::Error>>::from_any(Arc::clone(&tape)) {
+    if let Some(tape) = Tape::<BoxBody<Bytes, B::Error>>::from_erased(Arc::clone(&tape)) {
         return cast(BoxBody::new(tape.rewind()?));
     }
-    let tape = Tape::<UnsyncBoxBody<Bytes, B::Error>>::from_any(tape)?;
+    let tape = Tape::<UnsyncBoxBody<Bytes, B::Error>>::from_erased(tape)?;
     cast(UnsyncBoxBody::new(tape.rewind()?))
 }
 

@@ -6,6 +6,12 @@
 //! [`Replayer`]: the recorded bytes first, then whatever of the original body the first attempt had
 //! not read yet (Vault may answer before it has read the whole body), so nothing is lost.
 //!
+//! A replay starts only once the first attempt is done with the body: it read it to the end, or
+//! its connection let go of it (the recorder was dropped and handed the rest back). The two never
+//! read the body at once, so the first attempt's body is never cut short, and the replay never
+//! waits on a connection that has stalled; the exchange bounds how long it waits for that
+//! ([`Recording::poll_settled`]).
+//!
 //! The recording is one buffer, grown up to the replay cap and never past it. Growing copies the
 //! bytes into a larger buffer and wipes the old one; past the cap the recording is wiped and freed,
 //! and the request is not replayed. A body that fails while it is read is not replayed either.
@@ -44,9 +50,11 @@ struct Reel<B> {
     ended: bool,
     /// The recording can no longer be replayed: it grew past the cap, or the body failed.
     spoiled: bool,
-    /// A replay has started: the first attempt stops reading and hands the body over.
+    /// The replay's body was made: a recording is replayed once.
     rewound: bool,
-    /// A replay waiting for the first attempt to record more or let go of the body.
+    /// The first attempt let go of the body (its recorder was dropped).
+    released: bool,
+    /// The exchange waiting for the first attempt to be done with the body.
     waiting: Option<Waker>,
     cap: usize,
     /// The original body's size hint, which the replay repeats (so a length is sent again).
@@ -92,6 +100,7 @@ impl<B: Body<Data = Bytes> + Unpin> Tape<B> {
             ended: false,
             spoiled: false,
             rewound: false,
+            released: false,
             waiting: None,
             cap,
             hint,
@@ -103,11 +112,12 @@ impl<B: Body<Data = Bytes> + Unpin> Tape<B> {
         (recorder, tape)
     }
 
-    /// The body for a replay; `None` if the recording cannot be replayed. From here on the first
-    /// attempt reads no further.
+    /// The body for a replay; `None` if the recording cannot be replayed: it grew past the cap,
+    /// the body failed, it was replayed already, or the first attempt is not done with the body
+    /// yet (see [`Recording::poll_settled`]).
     pub(crate) fn rewind(&self) -> Option<Replayer<B>> {
         let mut reel = self.lock();
-        if reel.spoiled || reel.rewound {
+        if reel.spoiled || reel.rewound || !reel.settled() {
             return None;
         }
         reel.rewound = true;
@@ -121,19 +131,32 @@ impl<B: Body<Data = Bytes> + Unpin> Tape<B> {
 
     /// The tape with its type erased, for a copy that cannot name `B` (its error type is generic);
     /// no allocation: the shared state is already behind an `Arc`.
-    pub(crate) fn into_any(self) -> Arc<dyn Any + Send + Sync>
+    pub(crate) fn erased(self) -> Arc<dyn Recording>
     where
         B: Send + 'static,
     {
         self.0
     }
 
-    /// The tape again, if `any` is one of type `B`.
-    pub(crate) fn from_any(any: Arc<dyn Any + Send + Sync>) -> Option<Self>
+    /// The tape again, if `recording` is one of type `B`.
+    pub(crate) fn from_erased(recording: Arc<dyn Recording>) -> Option<Self>
     where
         B: Send + 'static,
     {
-        any.downcast::<Mutex<Reel<B>>>().ok().map(Self)
+        recording
+            .into_any()
+            .downcast::<Mutex<Reel<B>>>()
+            .ok()
+            .map(Self)
+    }
+
+    /// Resolves once the first attempt is done with the body (see [`Recording::poll_settled`]).
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn settled_owned(self) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        B: Send + 'static,
+    {
+        std::future::poll_fn(move |cx| self.0.poll_settled(cx))
     }
 
     fn lock(&self) -> MutexGuard<'_, Reel<B>> {
@@ -141,6 +164,39 @@ impl<B: Body<Data = Bytes> + Unpin> Tape<B> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A recording whose body type is erased.
+pub(crate) trait Recording: Send + Sync {
+    /// Ready once the first attempt is done with the body: it read it to the end (or the body
+    /// failed, or grew past the cap), or it let go of it. Until then a replay would have to share
+    /// the body with a connection that may never let go.
+    fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// The recording as `Any`, to find its type again.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<B: Send + 'static> Recording for Mutex<Reel<B>> {
+    fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut reel = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reel.settled() || reel.spoiled {
+            return Poll::Ready(());
+        }
+        reel.waiting = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl<B> Reel<B> {
+    /// Whether the first attempt is done with the body.
+    fn settled(&self) -> bool {
+        self.ended || self.released
     }
 }
 
@@ -162,12 +218,6 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Recorder<B> {
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(None);
         };
-        if this.tape.lock().rewound {
-            // A replay has taken over: the first attempt's answer is in, and its body is the
-            // replay's now.
-            this.hand_back();
-            return Poll::Ready(None);
-        }
         let polled = std::task::ready!(Pin::new(body).poll_frame(cx));
         let mut reel = this.tape.lock();
         match &polled {
@@ -207,13 +257,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Recorder<B> {
 impl<B> Recorder<B> {
     /// Gives the original body back to the tape, for a replay to read on from where it stopped.
     fn hand_back(&mut self) {
-        let Some(body) = self.body.take() else {
-            return;
-        };
+        let body = self.body.take();
         let mut reel = self.tape.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !reel.ended {
+        if let Some(body) = body.filter(|_| !reel.ended) {
             reel.rest = Some(body);
         }
+        reel.released = true;
         reel.wake();
     }
 }
@@ -271,11 +320,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Replayer<B> {
                 this.body = Some(body);
                 Pin::new(this).poll_frame(cx)
             }
+            // Cannot be: a replay starts only once the first attempt let go of the body (with
+            // its rest) or read it to the end. End here rather than wait on nothing.
             None => {
-                // The first attempt still holds the body: it hands it over at its next read, or
-                // when it is dropped.
-                reel.waiting = Some(cx.waker().clone());
-                Poll::Pending
+                this.done = true;
+                Poll::Ready(None)
             }
         }
     }
@@ -408,13 +457,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_replay_takes_over_from_a_first_attempt_still_reading() {
+    async fn no_replay_while_the_first_attempt_still_holds_the_body() {
         let body = stream(vec![data(b"a"), data(b"b"), data(b"c")]);
         let (mut recorder, tape) = Tape::record(body, 1024);
         recorder.frame().await.unwrap().unwrap();
-        let replay = tape.rewind().expect("replayable");
-        // The first attempt reads on: it stops and hands the body over.
-        assert!(recorder.frame().await.is_none());
+        assert!(tape.rewind().is_none(), "not while the first attempt reads");
+        let settled = tape.clone();
+        let waiting = tokio::spawn(async move { settled.settled().await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let rest = recorder.frame().await.unwrap().unwrap();
+        assert_eq!(
+            rest.into_data().unwrap(),
+            "b",
+            "the first attempt reads on, uncut"
+        );
+        drop(recorder);
+        waiting.await.unwrap();
+        let replay = tape.rewind().expect("settled: replayable");
         assert_eq!(collect(replay).await.0, b"abc");
     }
 
