@@ -463,7 +463,7 @@ mod tests {
         recorder.frame().await.unwrap().unwrap();
         assert!(tape.rewind().is_none(), "not while the first attempt reads");
         let settled = tape.clone();
-        let waiting = tokio::spawn(async move { settled.settled().await });
+        let waiting = tokio::spawn(settled.settled_owned());
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         let rest = recorder.frame().await.unwrap().unwrap();
