@@ -50,8 +50,11 @@ fn gate() -> Gate {
 
 fn layer() -> VaultAuthLayer {
     let token = format!("veeva-vault-{}", "m".repeat(6));
-    VaultAuthLayer::new("https://myvault.veevavault.com", StaticToken::new(token).unwrap())
-        .unwrap()
+    VaultAuthLayer::new(
+        "https://myvault.veevavault.com",
+        StaticToken::new(token).unwrap(),
+    )
+    .unwrap()
 }
 
 /// Polls `service` ready once.
@@ -64,7 +67,10 @@ fn poll_ready<S: Service<Request<Full<Bytes>>>>(service: &mut S) -> Poll<Result<
 async fn the_layer_is_ready_only_when_the_inner_service_is() {
     let inner = gate();
     let mut service = layer().layer(inner.clone());
-    assert!(poll_ready(&mut service).is_pending(), "backpressure passes through");
+    assert!(
+        poll_ready(&mut service).is_pending(),
+        "backpressure passes through"
+    );
     inner.open.store(true, Ordering::SeqCst);
     assert!(matches!(poll_ready(&mut service), Poll::Ready(Ok(()))));
     inner.broken.store(true, Ordering::SeqCst);
@@ -78,7 +84,10 @@ async fn the_layer_is_ready_only_when_the_inner_service_is() {
 async fn the_guard_is_ready_only_when_the_inner_service_is() {
     let inner = gate();
     let mut guard = layer().token_guard().layer(inner.clone());
-    assert!(poll_ready(&mut guard).is_pending(), "backpressure passes through");
+    assert!(
+        poll_ready(&mut guard).is_pending(),
+        "backpressure passes through"
+    );
     inner.open.store(true, Ordering::SeqCst);
     assert!(matches!(poll_ready(&mut guard), Poll::Ready(Ok(()))));
     inner.broken.store(true, Ordering::SeqCst);

@@ -315,7 +315,9 @@ fn check(rt: &tokio::runtime::Runtime, token: &str, case: &Case) -> Result<(), T
             prop_assert_eq!(&seen[0], &vec![own]);
         }
         Expected::Refused => {
-            let err = result.err().expect("refused");
+            let Err(err) = result else {
+                return Err(TestCaseError::fail("sent, where the model refuses it"));
+            };
             prop_assert!(err.downcast_ref::<NotForVault>().is_some(), "{err}");
             prop_assert!(!err.to_string().contains(token));
             prop_assert!(seen.is_empty(), "a refused request is not sent");
