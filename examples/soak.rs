@@ -669,13 +669,14 @@ async fn soak(
         get(&tally.file_rewrites),
     );
     println!(
-        "memory: after warm-up {:.1} MiB, peak after {:.1} MiB (+{:.1} MiB), at the end {:.1} MiB; samples (MiB): {}",
+        "memory: after warm-up {:.1} MiB, peak after {:.1} MiB (+{:.1} MiB), at the end {:.1} MiB; samples (MiB, at most 30): {}",
         baseline as f64 / 1048576.0,
         peak_after as f64 / 1048576.0,
         growth as f64 / 1048576.0,
         end_rss as f64 / 1048576.0,
         samples
             .iter()
+            .step_by(samples.len().div_ceil(30).max(1))
             .map(|s| format!("{:.0}", *s as f64 / 1048576.0))
             .collect::<Vec<_>>()
             .join(" ")
