@@ -107,3 +107,24 @@ fn two_differences_never_cancel_in_the_comparison() {
     let longer = AccessToken::new(format!("veeva-vault-{}", "abc")).unwrap();
     assert!(!a.same_value(&longer), "a prefix is not the same value");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_expired_from_its_expiry_on_and_never_without_one() {
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    let value = format!("veeva-vault-{}", "e".repeat(4));
+    let token = AccessToken::new(value.clone())
+        .unwrap()
+        .with_expires_in(Duration::from_secs(60));
+    let now = Instant::now();
+    assert!(!token.is_expired_at(now));
+    assert!(!token.is_expired_at(now + Duration::from_secs(59)));
+    assert!(
+        token.is_expired_at(now + Duration::from_secs(60)),
+        "at its expiry"
+    );
+    assert!(token.is_expired_at(now + Duration::from_secs(61)));
+    let forever = AccessToken::new(value).unwrap();
+    assert!(!forever.is_expired_at(now + Duration::from_secs(1 << 30)));
+}
