@@ -16,7 +16,13 @@
 //! - `client`: hyper-util's client alone, no header;
 //! - `set_request_header_runtime`: tower-http `SetRequestHeader` with a value made at run time;
 //! - `vault_auth`: `VaultAuth`, default configuration, with a static token;
-//! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows.
+//! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows;
+//! - `*_boxed_post`: the same stacks around a client whose body type is
+//!   `BoxBody<Bytes, BoxError>` (what a generic Vault client uses), sending a 2 KiB JSON POST in
+//!   memory; `VaultAuth` records it as it is sent;
+//! - `*_boxed_stream`: the same POST as a boxed stream of four chunks of unknown length.
+//!
+//! The server reads every request body to its end before it answers.
 //!
 //! Run: `cargo bench --bench end_to_end` (about 3 seconds after the build).
 //!
@@ -60,10 +66,27 @@ enum Which {
     Header,
     Vault,
     NoReplay,
+    BoxedClient,
+    BoxedHeader,
+    BoxedVault,
+    StreamClient,
+    StreamHeader,
+    StreamVault,
 }
 
 impl Which {
-    const ALL: [Which; 4] = [Which::Client, Which::Header, Which::Vault, Which::NoReplay];
+    const ALL: [Which; 10] = [
+        Which::Client,
+        Which::Header,
+        Which::Vault,
+        Which::NoReplay,
+        Which::BoxedClient,
+        Which::BoxedHeader,
+        Which::BoxedVault,
+        Which::StreamClient,
+        Which::StreamHeader,
+        Which::StreamVault,
+    ];
 
     /// The name in the report, and for `END_TO_END_PROFILE`.
     fn name(self) -> &'static str {
@@ -72,13 +95,73 @@ impl Which {
             Which::Header => "set_request_header_runtime",
             Which::Vault => "vault_auth",
             Which::NoReplay => "vault_auth_no_replay",
+            Which::BoxedClient => "client_boxed_post",
+            Which::BoxedHeader => "set_request_header_runtime_boxed_post",
+            Which::BoxedVault => "vault_auth_boxed_post",
+            Which::StreamClient => "client_boxed_stream",
+            Which::StreamHeader => "set_request_header_runtime_boxed_stream",
+            Which::StreamVault => "vault_auth_boxed_stream",
         }
     }
 
     /// Whether the stack attaches the token.
     fn attaches(self) -> bool {
-        self != Which::Client
+        !matches!(
+            self,
+            Which::Client | Which::BoxedClient | Which::StreamClient
+        )
     }
+}
+
+/// The POST the boxed stacks send: 2 KiB of JSON.
+fn post_json() -> Bytes {
+    let mut json = String::from(r#"{"data":["#);
+    while json.len() < 2030 {
+        json.push_str(r#""name__v","#);
+    }
+    json.push_str(r#""end"]}"#);
+    Bytes::from(json)
+}
+
+type Boxed = http_body_util::combinators::BoxBody<Bytes, veeva_vault_auth::BoxError>;
+
+/// A body of unknown length that hands out `chunks` one by one.
+struct Chunked(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunked {
+    type Data = Bytes;
+    type Error = veeva_vault_auth::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// How the boxed stacks' body is made.
+#[derive(Clone, Copy)]
+enum Shape {
+    InMemory,
+    Stream,
+}
+
+fn boxed_request(uri: &http::Uri, json: &Bytes, shape: Shape) -> Request<Boxed> {
+    let body = match shape {
+        Shape::InMemory => Full::new(json.clone())
+            .map_err(|never| match never {})
+            .boxed(),
+        Shape::Stream => Chunked(json.chunks(json.len() / 4 + 1).map(|c| json.slice_ref(c)).collect())
+            .boxed(),
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request
 }
 
 /// What the server saw, to check that each stack did what it is measured for.
@@ -128,14 +211,18 @@ async fn serve(listener: TcpListener, seen: Arc<Seen>) {
                 Some(_) => seen.other.fetch_add(1, Ordering::Relaxed),
                 None => 0,
             };
-            let mut response = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
-            let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/json;charset=UTF-8"),
-            );
-            headers.insert("x-vaultapi-status", HeaderValue::from_static("SUCCESS"));
-            std::future::ready(Ok::<_, Infallible>(response))
+            async move {
+                let sent = request.into_body().collect().await.expect("a request body");
+                std::hint::black_box(sent);
+                let mut response = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/json;charset=UTF-8"),
+                );
+                headers.insert("x-vaultapi-status", HeaderValue::from_static("SUCCESS"));
+                Ok::<_, Infallible>(response)
+            }
         });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
@@ -145,17 +232,17 @@ async fn serve(listener: TcpListener, seen: Arc<Seen>) {
     }
 }
 
-/// A service that a stack of this bench can be: takes the bench's requests, answers with a body
-/// whose errors can be shown.
-trait Stack:
-    Service<Request<Empty<Bytes>>, Response = Response<Self::Body>, Error: std::fmt::Debug>
+/// A service that a stack of this bench can be: takes the bench's requests (bodies of type `R`),
+/// answers with a body whose errors can be shown.
+trait Stack<R = Empty<Bytes>>:
+    Service<Request<R>, Response = Response<Self::Body>, Error: std::fmt::Debug>
 {
     type Body: http_body::Body<Error: std::fmt::Debug>;
 }
 
-impl<S, B> Stack for S
+impl<S, R, B> Stack<R> for S
 where
-    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
+    S: Service<Request<R>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body<Error: std::fmt::Debug>,
 {
@@ -166,6 +253,11 @@ where
 async fn send(service: &mut impl Stack, uri: &http::Uri) {
     let mut request = Request::new(Empty::new());
     *request.uri_mut() = uri.clone();
+    finish(service, request).await;
+}
+
+/// Sends `request` through `service` and reads the answer to the end.
+async fn finish<R>(service: &mut impl Stack<R>, request: Request<R>) {
     let response = service
         .ready()
         .await
@@ -178,24 +270,64 @@ async fn send(service: &mut impl Stack, uri: &http::Uri) {
     std::hint::black_box(body);
 }
 
-/// The stacks around clones of one client, and the URI they all ask for.
-struct Stacks<C, H, V, N> {
+/// The stacks around clones of one client (and of one boxed-body client), and the URIs they ask
+/// for.
+struct Stacks<C, H, V, N, BC, BH, BV> {
     client: C,
     header: H,
     vault: V,
     no_replay: N,
+    boxed_client: BC,
+    boxed_header: BH,
+    boxed_vault: BV,
     uri: http::Uri,
+    post_uri: http::Uri,
+    json: Bytes,
 }
 
-impl<C: Stack, H: Stack, V: Stack, N: Stack> Stacks<C, H, V, N> {
+impl<C, H, V, N, BC, BH, BV> Stacks<C, H, V, N, BC, BH, BV>
+where
+    C: Stack,
+    H: Stack,
+    V: Stack,
+    N: Stack,
+    BC: Stack<Boxed>,
+    BH: Stack<Boxed>,
+    BV: Stack<Boxed>,
+{
     /// Sends `count` requests through `which`.
     async fn send(&mut self, which: Which, count: u64) {
         for _ in 0..count {
+            let post = |shape| boxed_request(&self.post_uri, &self.json, shape);
             match which {
                 Which::Client => send(&mut self.client, &self.uri).await,
                 Which::Header => send(&mut self.header, &self.uri).await,
                 Which::Vault => send(&mut self.vault, &self.uri).await,
                 Which::NoReplay => send(&mut self.no_replay, &self.uri).await,
+                Which::BoxedClient => {
+                    let request = post(Shape::InMemory);
+                    finish(&mut self.boxed_client, request).await
+                }
+                Which::BoxedHeader => {
+                    let request = post(Shape::InMemory);
+                    finish(&mut self.boxed_header, request).await
+                }
+                Which::BoxedVault => {
+                    let request = post(Shape::InMemory);
+                    finish(&mut self.boxed_vault, request).await
+                }
+                Which::StreamClient => {
+                    let request = post(Shape::Stream);
+                    finish(&mut self.boxed_client, request).await
+                }
+                Which::StreamHeader => {
+                    let request = post(Shape::Stream);
+                    finish(&mut self.boxed_header, request).await
+                }
+                Which::StreamVault => {
+                    let request = post(Shape::Stream);
+                    finish(&mut self.boxed_vault, request).await
+                }
             }
         }
     }
@@ -228,14 +360,22 @@ fn main() {
         .no_replay()
         .build()
         .expect("a loopback Vault");
+    let boxed: Client<HttpConnector, Boxed> = Client::builder(TokioExecutor::new()).build_http();
     let mut stacks = Stacks {
         client: client.clone(),
         header: set_request_header_runtime(client.clone()),
         vault: vault(&layer, client.clone()),
         no_replay: vault(&no_replay, client),
+        boxed_client: boxed.clone(),
+        boxed_header: set_request_header_runtime(boxed.clone()),
+        boxed_vault: vault(&layer, boxed),
         uri: format!("{base}/api/v26.2/objects/users/me")
             .parse()
             .expect("a URI"),
+        post_uri: format!("{base}/api/v26.2/vobjects/product__v")
+            .parse()
+            .expect("a URI"),
+        json: post_json(),
     };
     // Sends `count` requests through `which`, then checks what the server saw of them; returns
     // the time the requests took.
@@ -305,6 +445,16 @@ fn main() {
             "VaultAuth no_replay / SetRequestHeader (run-time value)",
             Which::NoReplay,
             Which::Header,
+        ),
+        (
+            "VaultAuth / SetRequestHeader, boxed 2 KiB POST",
+            Which::BoxedVault,
+            Which::BoxedHeader,
+        ),
+        (
+            "VaultAuth / SetRequestHeader, boxed 2 KiB stream",
+            Which::StreamVault,
+            Which::StreamHeader,
         ),
     ];
     for (name, a, b) in rows {

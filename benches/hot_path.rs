@@ -15,6 +15,10 @@
 //! - `vault_auth`: default configuration (failure detection and replay on), empty body;
 //! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows;
 //! - `*_full_body`: a POST with a small `Full<Bytes>` body (made from a `String`);
+//! - `*_boxed_body`: the same POST with its body in a `BoxBody` (what a generic client sends),
+//!   which `VaultAuth` records as it is sent (here the inner service reads no body, so this is the
+//!   recording's set-up: its state, its buffer and the recorder's box);
+//! - `*_boxed_empty`: a GET whose `BoxBody` says it is empty, kept as empty (no recording);
 //! - `*_success_response`: the inner service answers with `X-VaultAPI-Status: SUCCESS` and a JSON
 //!   content type, the headers the failure rule reads.
 //!
@@ -140,6 +144,31 @@ fn per_request(c: &mut Criterion) {
         "vault_auth_no_replay_full_body",
         common::vault(&no_replay, inner()),
         post_full,
+    );
+
+    bench_stack(
+        &mut group,
+        "set_request_header_boxed_body",
+        set_request_header(inner()),
+        post_boxed,
+    );
+    bench_stack(
+        &mut group,
+        "vault_auth_boxed_body",
+        common::vault(&vault, inner()),
+        post_boxed,
+    );
+    bench_stack(
+        &mut group,
+        "set_request_header_boxed_empty",
+        set_request_header(inner()),
+        get_boxed_empty,
+    );
+    bench_stack(
+        &mut group,
+        "vault_auth_boxed_empty",
+        common::vault(&vault, inner()),
+        get_boxed_empty,
     );
 
     bench_stack(

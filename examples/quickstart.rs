@@ -1,21 +1,24 @@
-//! The main job, end to end: a hyper-util client with `VaultAuthLayer` talks to a Vault.
+//! The main job, end to end: a hyper-util client with `VaultAuthLayer` talks to a Vault, on
+//! tokens that `VaultIssuer` issues, renews and revokes through Vault's own API.
 //!
 //! With no setup it starts the crate's Vault stand-in on 127.0.0.1 and talks to that (no network
-//! needed): the layer issues its token through Vault's own API, attaches it to every request,
-//! survives a revocation without the caller noticing, and refuses to send the token elsewhere.
+//! needed): the issuer issues a short-lived token with a bootstrap token (as if made in Vault's
+//! UI), the layer attaches it to every request, survives a revocation without the caller
+//! noticing (the issuer issues a new token and revokes the old one after a grace period), and
+//! refuses to send the token elsewhere. At the end the issuer shuts down and revokes what it
+//! holds. Token values are never printed, only their record ids and names.
 //!
 //! With `VEEVA_VAULT_DNS` (such as `myvault.veevavault.com`) and `VEEVA_VAULT_TOKEN` set, it talks
-//! to that real Vault over https instead, with the token from the environment.
+//! to that real Vault over https instead: the token in the environment is the bootstrap, the
+//! issuer issues one short-lived token with it, uses it once and revokes it.
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -23,13 +26,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use veeva_vault_auth::source::{EnvToken, RotatingToken, SourceError, TokenSource};
+use veeva_vault_auth::source::{EnvToken, StaticToken, VaultIssuer};
 use veeva_vault_auth::testing::VaultStandIn;
-use veeva_vault_auth::{AccessToken, BoxError, VaultAuthLayer};
+use veeva_vault_auth::{BoxError, VaultAuthLayer};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 const API: &str = "/api/v26.2";
+const PREFIX: &str = "quickstart";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -52,8 +56,14 @@ fn http_client() -> HttpClient {
 
 async fn real_vault(dns: &str, client: HttpClient) -> Result<(), BoxError> {
     let base = format!("https://{dns}");
-    println!("Talking to the real Vault at {base} with the token in VEEVA_VAULT_TOKEN");
-    let layer = VaultAuthLayer::builder(&base, EnvToken::new())
+    println!("Talking to the real Vault at {base}, issuing with the token in VEEVA_VAULT_TOKEN");
+    let issuer = VaultIssuer::builder(&base)
+        .bootstrap_token(EnvToken::new())
+        .name_prefix(PREFIX)
+        .lifetime(Duration::from_secs(3600))
+        .client_id("veeva-vault-auth-quickstart")
+        .build()?;
+    let layer = VaultAuthLayer::builder(&base, issuer.clone())
         .client_id("veeva-vault-auth-quickstart")
         .build()?;
     let mut vault = ServiceBuilder::new().layer(layer).service(client);
@@ -65,6 +75,12 @@ async fn real_vault(dns: &str, client: HttpClient) -> Result<(), BoxError> {
         "who am I: X-VaultAPI-Status {vault_status}, {} bytes",
         body.len()
     );
+    issuer.shutdown().await?;
+    let stats = issuer.stats();
+    println!(
+        "issued {} token(s), revoked {} (the issued token is revoked again at shutdown)",
+        stats.issued, stats.revoked
+    );
     Ok(())
 }
 
@@ -75,15 +91,16 @@ async fn stand_in(client: HttpClient) -> Result<(), BoxError> {
 
     // A token made in Vault's UI, used only to issue the tokens the layer works with.
     let bootstrap = stand_in.issue_token();
-    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
-    let source = issuer(
-        client.clone(),
-        format!("{base}{API}"),
-        bootstrap,
-        Arc::clone(&issued),
-    );
+    let issuer = VaultIssuer::builder(&base)
+        .bootstrap_token(StaticToken::new(bootstrap)?)
+        .name_prefix(PREFIX)
+        .lifetime(Duration::from_secs(3600))
+        // Short for the demo; the default (2 minutes) lets in-flight requests finish.
+        .grace_period(Duration::from_secs(1))
+        .client_id("veeva-vault-auth-quickstart")
+        .build()?;
 
-    let layer = VaultAuthLayer::builder(&base, source)
+    let layer = VaultAuthLayer::builder(&base, issuer.clone())
         .client_id("veeva-vault-auth-quickstart")
         .build()?;
     let handle = layer.handle();
@@ -98,7 +115,7 @@ async fn stand_in(client: HttpClient) -> Result<(), BoxError> {
             )))
     };
 
-    println!("\n1. Two requests; the first makes the layer issue a token through Vault's API.");
+    println!("\n1. Two requests; the first makes the issuer issue a token through Vault's API.");
     for (what, request) in [("who am I", who_am_i()?), ("a VQL query", query()?)] {
         let response = vault.ready().await?.call(request).await?;
         println!(
@@ -107,22 +124,26 @@ async fn stand_in(client: HttpClient) -> Result<(), BoxError> {
             header(response.headers(), "x-vaultapi-status")
         );
     }
+    show_tokens(&stand_in);
 
-    println!("\n2. Vault revokes the token behind the layer's back.");
-    let current = issued
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
+    println!("\n2. An admin revokes the layer's token behind its back.");
+    let current = stand_in
+        .tokens()
+        .into_iter()
+        .rfind(|t| t.active && t.name.starts_with(PREFIX))
         .expect("a token was issued");
-    stand_in.revoke(&current);
+    stand_in.revoke_id(&current.id);
     let response = vault.ready().await?.call(query()?).await?;
     println!(
         "   a VQL query: HTTP {}, X-VaultAPI-Status {} (Vault said INVALID_SESSION_ID with HTTP 200; \
-         the layer issued a new token and replayed the request once)",
+         the layer had the issuer issue a new token and replayed the request once)",
         response.status(),
         header(response.headers(), "x-vaultapi-status")
     );
+    // After the grace period the issuer revokes the token it replaced (here it is gone already,
+    // which Vault's answer says and the issuer counts as done).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    show_tokens(&stand_in);
 
     println!("\n3. A request for another host never gets the token.");
     let elsewhere =
@@ -132,69 +153,46 @@ async fn stand_in(client: HttpClient) -> Result<(), BoxError> {
         Err(err) => println!("   refused: {err}"),
     }
 
+    println!("\n4. Shutdown: the issuer revokes the token in use.");
+    issuer.shutdown().await?;
+    show_tokens(&stand_in);
+
     println!("\nWhat the stand-in received (token values are never printed):");
     for request in stand_in.requests() {
-        let credential = match request.headers.get(AUTHORIZATION) {
-            Some(_) if request.path.ends_with("api_access_token__sys") => "bootstrap token",
-            Some(_) => "layer's token",
-            None => "none",
-        };
         println!(
-            "   {:<4} {:<48} -> {:?} ({credential}, client id {})",
-            request.method,
+            "   {:<6} {:<48} -> {:?} (client id {})",
+            request.method.as_str(),
             request.path,
             request.outcome,
             header(&request.headers, "x-vaultapi-clientid")
         );
     }
     let status = handle.status();
+    let stats = issuer.stats();
     println!(
-        "\nLayer status: token generation {:?}, fetches {}, re-acquisitions {}, replays {}",
+        "\nLayer: token generation {:?}, fetches {}, re-acquisitions {}, replays {}",
         status.generation, status.fetches, status.reacquisitions, status.replays
+    );
+    println!(
+        "Issuer: issued {}, revoked {}, revocations pending {}",
+        stats.issued, stats.revoked, stats.pending_revocations
     );
     Ok(())
 }
 
-/// A source that issues a one-hour token through Vault's API with the bootstrap credential, and
-/// remembers what it issued (so that this example can have Vault revoke it).
-fn issuer(
-    client: HttpClient,
-    api: String,
-    bootstrap: String,
-    issued: Arc<Mutex<Vec<String>>>,
-) -> impl TokenSource {
-    RotatingToken::new(move || {
-        let (client, api, bootstrap, issued) = (
-            client.clone(),
-            api.clone(),
-            bootstrap.clone(),
-            Arc::clone(&issued),
-        );
-        async move {
-            let request = Request::post(format!("{api}/objects/users/me/api_access_token__sys"))
-                .header(AUTHORIZATION, format!("Bearer {bootstrap}"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from_static(b"name__v=quickstart")))
-                .map_err(|e| SourceError::permanent(e.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| SourceError::retryable(format!("could not reach Vault: {e}")))?;
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| SourceError::retryable(e.to_string()))?
-                .to_bytes();
-            let json: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|e| SourceError::retryable(format!("not JSON: {e}")))?;
-            let value = json["data"]["token__sys"].as_str().ok_or_else(|| {
-                SourceError::retryable(format!("Vault issued no token: {}", json["errors"]))
-            })?;
-            issued.lock().unwrap().push(value.to_owned());
-            Ok(AccessToken::new(value.to_owned())?.with_expires_in(Duration::from_secs(3600)))
+/// The issuer's tokens as Vault sees them: record id, name and state, never the value.
+fn show_tokens(stand_in: &VaultStandIn) {
+    println!("   the issuer's tokens in Vault:");
+    for token in stand_in.tokens() {
+        if token.name.starts_with(PREFIX) {
+            let state = match (token.active, token.revoked) {
+                (true, _) => "active",
+                (false, true) => "revoked",
+                (false, false) => "expired",
+            };
+            println!("     {} {:<60} {state}", token.id, token.name);
         }
-    })
+    }
 }
 
 fn header(headers: &http::HeaderMap, name: &str) -> String {

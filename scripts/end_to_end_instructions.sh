@@ -7,13 +7,16 @@
 # it, and the count is divided by the number of requests the binary reports.
 #
 # Usage: scripts/end_to_end_instructions.sh [stack ...]
-#        (default: client set_request_header_runtime vault_auth vault_auth_no_replay)
+#        (default: every stack; each is compared with the client alone sending the same request:
+#        `client`, `client_boxed_post` or `client_boxed_stream`)
 # Needs valgrind. Takes about ten seconds once the bench is built (the first build takes a few
 # minutes).
 set -eu
 cd "$(dirname "$0")/.."
 
-stacks=${*:-"client set_request_header_runtime vault_auth vault_auth_no_replay"}
+stacks=${*:-"client set_request_header_runtime vault_auth vault_auth_no_replay
+client_boxed_post set_request_header_runtime_boxed_post vault_auth_boxed_post
+client_boxed_stream set_request_header_runtime_boxed_stream vault_auth_boxed_stream"}
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -43,13 +46,20 @@ for stack in $stacks; do
         exit 1
         ;;
     esac
-    if [ "$stack" = client ]; then
-        client=$per
+    case $stack in
+    *_boxed_post) kind=post ;;
+    *_boxed_stream) kind=stream ;;
+    *) kind=get ;;
+    esac
+    case $stack in
+    client*)
+        eval "client_$kind=$per"
         over="—"
-    elif [ -n "${client:-}" ]; then
-        over="+$((per - client))"
-    else
-        over="—"
-    fi
+        ;;
+    *)
+        base=$(eval "echo \${client_$kind:-}")
+        if [ -n "$base" ]; then over="+$((per - base))"; else over="—"; fi
+        ;;
+    esac
     echo "| $stack | $per | $over |"
 done

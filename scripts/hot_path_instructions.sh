@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 stacks=${*:-"bare set_request_header set_request_header_runtime add_authorization rwlock_format vault_auth vault_auth_no_replay
 set_request_header_full_body vault_auth_full_body vault_auth_no_replay_full_body
+set_request_header_boxed_body vault_auth_boxed_body set_request_header_boxed_empty vault_auth_boxed_empty
 set_request_header_success_response vault_auth_success_response"}
 
 bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
@@ -42,6 +43,8 @@ done
 baseline() {
     case $1 in
     *_full_body) echo set_request_header_full_body ;;
+    *_boxed_body) echo set_request_header_boxed_body ;;
+    *_boxed_empty) echo set_request_header_boxed_empty ;;
     *_success_response) echo set_request_header_success_response ;;
     *) echo set_request_header ;;
     esac

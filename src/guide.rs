@@ -60,17 +60,30 @@
 //! `X-VaultAPI-Status: FAILURE` and `errors[].type` `INVALID_SESSION_ID`. A gateway may answer 401.
 //! The layer ([`detect::VaultRule`](crate::detect::VaultRule)):
 //!
-//! 1. hands over unread every response marked `X-VaultAPI-Status: SUCCESS` and every non-JSON
-//!    response (file downloads included);
-//! 2. reads other JSON responses up to 64 KiB (a larger declared size is passed through unread),
-//!    and hands over those that are not rejections byte for byte, status, headers and body;
+//! 1. hands over unread every response with a single `X-VaultAPI-Status: SUCCESS` and every
+//!    response that is neither JSON nor XML (file downloads included); a repeated status header
+//!    is read, whatever its values;
+//! 2. reads other JSON and XML responses (undoing gzip, deflate or br on a bounded copy) within
+//!    64 KiB, counting each frame's bookkeeping, and within
+//!    [`max_inspect_wait`](crate::VaultAuthLayerBuilder::max_inspect_wait) (5 s) of the head's
+//!    arrival; a body that starts `{"responseStatus":"SUCCESS"` is handed over at once, and one
+//!    not judged within the bounds is handed over as it is. Those that are not rejections reach
+//!    the caller byte for byte, status, headers and (still encoded) body;
 //! 3. on a rejection, drops the token only if it is still the current one (a token fetched since
 //!    is kept), asks the source once for every request rejected with that token, and sends each of
-//!    them again, once, with the new token, if its body can be reproduced: no body, or an
-//!    in-memory one (`Full<Bytes>`, `Empty<Bytes>`, `String`, or `Full`/`Empty` over
-//!    `&'static [u8]`) of at most 64 KiB. A
-//!    streaming body cannot be sent twice: that caller gets Vault's answer, and the next request
-//!    carries the new token. A request is never sent more than twice.
+//!    them again, once, with the new token, if its body can be reproduced within 64 KiB: no body,
+//!    an in-memory one (`Full<Bytes>`, `Empty<Bytes>`, `String`, or `Full`/`Empty` over
+//!    `&'static [u8]`), or a boxed one (`BoxBody`/`UnsyncBoxBody` of `Bytes`), which the layer
+//!    records as the inner service sends it, in one buffer wiped when it grows or goes. A
+//!    recording replays what was sent and then the rest of the original body, so an answer that
+//!    came before the body was all sent loses nothing. A body past the cap, a body that failed, or
+//!    a body of a type the layer cannot rebuild is sent once: that caller gets Vault's answer,
+//!    and the next request carries the new token (box such a body before the layer to have it
+//!    replayed). A request is never sent more than twice, and before the replay the rest of the
+//!    rejected answer is read (up to 1 MiB, 2 s) so that its connection can carry the replay.
+//!    Only an answer to a request that carried the token counts: a hop a redirect follower sent
+//!    without it (marked by the token guard), or an answer reqwest reached by a redirect, is
+//!    handed over unjudged.
 //! 4. If the source hands back the very token that was rejected (a static source, a file nobody
 //!    has rewritten yet), nothing is replayed, the callers get Vault's answer, and the source is not
 //!    asked about it again until the backoff ends. If it hands out new tokens that Vault rejects
@@ -93,15 +106,31 @@
 //!   no valid token, a request joins the next attempt if it is due within the fetch timeout, and
 //!   fails at once (with the time to the next attempt) otherwise. The background task keeps trying
 //!   for as long as the layer lives.
-//! - **A source that hangs.** Each fetch has a timeout (30 s by default); its waiters then fail
-//!   with [`UnavailableKind::TimedOut`](crate::UnavailableKind::TimedOut), and the next attempt
-//!   starts afresh.
+//! - **A source that hangs, or a runtime nobody drives.** Each fetch has a deadline (the fetch
+//!   timeout, 30 s by default). Every waiter waits on its own runtime's clock, so no request waits
+//!   past it, even if the fetch's runtime is idle; the first to notice the deadline fails the
+//!   fetch with [`UnavailableKind::TimedOut`](crate::UnavailableKind::TimedOut), and the next
+//!   attempt runs on a runtime that is alive. A `FileToken` whose `open` blocks keeps one read
+//!   outstanding, never more.
 //! - **A source that panics.** Its waiters fail with
 //!   [`UnavailableKind::Aborted`](crate::UnavailableKind::Aborted); the layer goes on.
-//! - **A runtime that shuts down.** The renewal task runs on the runtime of the first fetch. If
-//!   that runtime goes away while the layer lives on, the layer drops its token (nobody would
-//!   watch its expiry any more), and the next request, on a live runtime, fetches afresh and
-//!   starts the task there.
+//! - **A runtime that shuts down.** A fetch cut off by its runtime's shutdown is not a source
+//!   failure: its waiters ask again on their own runtime, and the next request fetches at once.
+//!   The renewal task lives on the runtime of the first fetch; when that runtime goes away, the
+//!   token is dropped and the next request fetches afresh and starts the task there. If that
+//!   runtime lives on but is idle, tokens are not renewed ahead of time, but an expired one is
+//!   never sent.
+//! - **A server that trickles or stalls.** A response head waits for its body at most
+//!   `max_inspect_wait`; a rejected answer is read before a replay for at most 2 s. Beyond that
+//!   the caller's own timeout (outside the layer) bounds the call.
+//!
+//! # Where decompression goes
+//!
+//! Put tower-http's `DecompressionLayer` outside `VaultAuthLayer` (the natural order). The layer
+//! then sees the encoded bytes, judges a decoded copy of at most `max_inspect_body` bytes, and
+//! passes the original bytes up for decoding. Inside the layer works too: the layer then sees plain
+//! content. gzip, deflate and br are understood; a body in another coding (zstd, or stacked
+//! codings) is never judged, so an `INVALID_SESSION_ID` there goes unnoticed.
 //!
 //! # A fleet sharing one user's tokens
 //!

@@ -97,7 +97,7 @@ pub mod testing;
 pub use crate::cache::{AuthStatus, Backoff, RefreshPolicy};
 pub use crate::error::{ConfigError, NotForVault, TokenUnavailable, UnavailableKind};
 pub use crate::exchange::body::ResponseBody;
-pub use crate::exchange::{DEFAULT_INSPECT_LIMIT, DEFAULT_REPLAY_LIMIT};
+pub use crate::exchange::{DEFAULT_INSPECT_LIMIT, DEFAULT_INSPECT_WAIT, DEFAULT_REPLAY_LIMIT};
 pub use crate::handle::AuthHandle;
 pub use crate::token::{AccessToken, InvalidToken, InvalidTokenKind, MAX_TOKEN_LEN, TOKEN_PREFIX};
 pub use crate::tower::builder::VaultAuthLayerBuilder;

@@ -208,7 +208,8 @@ async fn judge<R: FailureRule>(
     }
     let url = response.url().clone();
     let response: http::Response<Body> = response.into();
-    let (response, rejected) = flow::judge_http(response, rule, binding.inspect_limit).await;
+    let (response, rejected) =
+        flow::judge_http(response, rule, binding.inspect_limit, binding.inspect_wait).await;
     (rebuild(response, url), rejected)
 }
 
@@ -233,17 +234,19 @@ impl<R: FailureRule> Middleware for VaultAuthMiddleware<R> {
         next: Next<'_>,
     ) -> Result<Response> {
         let binding = &*self.binding;
-        let target = target_of(request.url());
-        let admission =
-            if binding.is_vault(&target) && binding.foreign_host(request.headers()).is_none() {
-                binding.admit_headers(request.headers_mut())
-            } else {
-                binding.admit_other(&target, request.headers())
-            };
+        let mut admission = if binding.is_vault(&target_of(request.url())) {
+            binding.admit_headers(request.headers_mut())
+        } else {
+            Admission::OtherHost
+        };
+        if let Admission::OtherHost = admission {
+            admission = binding.admit_other(&target_of(request.url()), request.headers());
+        }
         match admission {
             Admission::Authenticate => {}
             Admission::PassThrough => return next.run(request, extensions).await,
-            Admission::Foreign => {
+            // (`OtherHost` was resolved by `admit_other` above.)
+            Admission::Foreign | Admission::OtherHost => {
                 strip_vault_tokens(request.headers_mut());
                 return next.run(request, extensions).await;
             }

@@ -441,3 +441,147 @@ async fn an_answer_before_the_body_was_read_replays_the_whole_in_memory_body() {
 async fn an_answer_before_the_body_was_read_replays_the_whole_streaming_body() {
     answered_before_the_body_was_read(true).await;
 }
+
+/// Requests dropped at each await of the shared flow (waiting for the new token, sending the
+/// replay) strand nobody: the fetch finishes, the next requests get the new token, and the
+/// recording of a dropped request goes with it.
+#[tokio::test(start_paused = true)]
+async fn dropping_requests_at_every_await_of_the_flow_never_wedges_the_cache() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let tokens: Vec<String> = (0..3).map(|_| vault.issue_token()).collect();
+    let source = tokens_in_order(tokens.clone());
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = boxed_client(&layer);
+    let url = vault.api_url("/query");
+    let form = |i: usize| {
+        Request::post(url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(streaming(2_000 + i, 4).0)
+            .unwrap()
+    };
+    send_boxed(&client, form(0)).await.unwrap();
+
+    // Dropped while waiting for the new token after its rejection.
+    vault.revoke(&tokens[0]);
+    source.close_gate();
+    let waiting = tokio::spawn(send_boxed(&client, form(1)));
+    eventually("the rejection starts a fetch", || source.fetches() == 2).await;
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    source.open(1);
+    let response = send_boxed(&client, form(2)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    assert_eq!(layer.handle().status().generation, Some(2));
+
+    // Dropped while its replay is at the server.
+    vault.revoke(&tokens[1]);
+    source.open(1);
+    vault.hold_requests(true);
+    let replaying = tokio::spawn(send_boxed(&client, form(3)));
+    vault.wait_for_held(1).await;
+    vault.release();
+    vault.wait_for_held(1).await;
+    replaying.abort();
+    assert!(replaying.await.unwrap_err().is_cancelled());
+    vault.hold_requests(false);
+    let response = send_boxed(&client, form(4)).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    let status = layer.handle().status();
+    assert_eq!((status.generation, source.fetches()), (Some(3), 3));
+}
+
+/// A server that rejects the first token and records the trailers of every other request.
+async fn trailer_server(
+    rejected: &'static str,
+) -> (SocketAddr, Arc<Mutex<Vec<Option<http::HeaderMap>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let kept = Arc::clone(&kept);
+                        async move {
+                            let bearer = request.headers()[AUTHORIZATION]
+                                .to_str()
+                                .unwrap()
+                                .to_owned();
+                            let collected = request.into_body().collect().await.unwrap();
+                            let status = if bearer.ends_with(rejected) {
+                                "FAILURE"
+                            } else {
+                                kept.lock().unwrap().push(collected.trailers().cloned());
+                                "SUCCESS"
+                            };
+                            let body = if status == "SUCCESS" {
+                                r#"{"responseStatus":"SUCCESS"}"#
+                            } else {
+                                INVALID_SESSION
+                            };
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .header("x-vaultapi-status", status)
+                                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A body of two chunks and trailers.
+struct WithTrailers(Vec<Frame<Bytes>>);
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready((!self.0.is_empty()).then(|| Ok(self.0.remove(0))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn trailers_are_replayed() {
+    let _clock = hold_clock();
+    let (old, new) = ("veeva-vault-trailer-old", "veeva-vault-trailer-new");
+    let (addr, seen) = trailer_server(old).await;
+    let source = tokens_in_order(vec![old.to_owned(), new.to_owned()]);
+    let layer = VaultAuthLayer::new(&format!("http://{addr}"), source).unwrap();
+    let client = boxed_client(&layer);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "c0ffee".parse().unwrap());
+    let body = WithTrailers(vec![
+        Frame::data(Bytes::from_static(b"q=SELECT+id")),
+        Frame::data(Bytes::from_static(b"+FROM+documents")),
+        Frame::trailers(trailers.clone()),
+    ]);
+    let request = Request::post(format!("http://{addr}/api/v26.2/query"))
+        .header("te", "trailers")
+        .header("trailer", "x-checksum")
+        .body(body.boxed())
+        .unwrap();
+    let response = send(&client, request).await.unwrap();
+    assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![Some(trailers)],
+        "the replay carried the trailers"
+    );
+}

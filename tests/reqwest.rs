@@ -266,3 +266,59 @@ async fn an_unavailable_token_is_a_typed_error() {
     assert!(err.to_string().contains("no issuer"));
     assert_eq!(vault.request_count(), 0);
 }
+
+/// The revocation wave through the reqwest door with streaming bodies within the cap: one fetch
+/// for the wave, every request replayed from its recording, byte for byte.
+#[tokio::test(start_paused = true)]
+async fn a_revocation_under_200_streaming_requests_refreshes_once_and_replays_each_whole() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let source = tokens_in_order(vec![old.clone(), new.clone()]);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = reqwest_client(&layer);
+    client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
+    vault.clear_requests();
+    let url = vault.api_url("/query");
+    vault.hold_requests(true);
+    let tasks = spawn_many(200, |i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = reqwest::Body::wrap(Chunks(vec![
+                Bytes::from_static(b"q=SELECT+id+FROM+documents"),
+                Bytes::from(format!("+WHERE+n={i}")),
+            ]));
+            let response = client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            response.headers()["x-vaultapi-status"].clone()
+        }
+    });
+    vault.wait_for_held(200).await;
+    vault.revoke(&old);
+    vault.hold_requests(false);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "SUCCESS");
+    }
+    assert_eq!(source.fetches(), 2, "one fetch at start, one for the wave");
+    let seen = vault.requests();
+    assert_eq!(seen.len(), 400);
+    let (first, replays) = seen.split_at(200);
+    let mut sent: Vec<_> = first.iter().map(|r| r.body.clone()).collect();
+    let mut again: Vec<_> = replays.iter().map(|r| r.body.clone()).collect();
+    sent.sort();
+    again.sort();
+    assert_eq!(sent, again, "each body replayed as it was sent");
+    sent.dedup();
+    assert_eq!(sent.len(), 200);
+    assert!(replays.iter().all(|r| r.outcome == Outcome::Accepted));
+    assert_eq!(layer.handle().status().replays, 200);
+}

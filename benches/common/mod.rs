@@ -100,6 +100,21 @@ pub fn post_full() -> Request<Full<Bytes>> {
     request
 }
 
+/// A boxed body, as a generic client sends: `BoxBody<Bytes, BoxError>`.
+pub type Boxed = http_body_util::combinators::BoxBody<Bytes, veeva_vault_auth::BoxError>;
+
+/// The POST of [`post_full`] with its body boxed: the layer records it as it is sent.
+pub fn post_boxed() -> Request<Boxed> {
+    use http_body_util::BodyExt;
+    post_full().map(|body| body.map_err(|never| match never {}).boxed())
+}
+
+/// A GET whose boxed body is empty (its size hint says so): the layer keeps it as empty.
+pub fn get_boxed_empty() -> Request<Boxed> {
+    use http_body_util::BodyExt;
+    get_empty().map(|body| body.map_err(|never| match never {}).boxed())
+}
+
 /// A typical request: parsed URI, two headers set from strings, a small `Full<Bytes>` body.
 pub fn typical() -> Request<Full<Bytes>> {
     Request::post(URL)

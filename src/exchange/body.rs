@@ -15,7 +15,10 @@ pin_project! {
     /// Most responses are passed through as they are. When the layer had to read a body to see
     /// whether Vault rejected the token, and it turned out not to be a rejection, the frames it read
     /// are handed out first, then the rest of the original body: the caller gets every byte (and
-    /// trailers) exactly as the server sent them.
+    /// trailers) exactly as the server sent them, still coded if they came with a
+    /// `Content-Encoding`. What the layer reads ahead is bounded in memory (the bytes and the
+    /// frames' bookkeeping, [`max_inspect_body`](crate::VaultAuthLayerBuilder::max_inspect_body))
+    /// and in time: a body that stalls or trickles is handed over with what was read so far.
     pub struct ResponseBody<B>
     where
         B: Body,
@@ -73,6 +76,17 @@ impl<B: Body> ResponseBody<B> {
                     body,
                 }),
             },
+        }
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    /// How many frames read ahead are still to be handed out (`None`: passed through as it is).
+    #[cfg(test)]
+    pub(crate) fn read_ahead(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Direct { .. } => None,
+            Kind::ReadAhead { ahead } => Some(ahead.frames.len()),
         }
     }
 }

@@ -136,17 +136,18 @@ pub(crate) async fn judge_and_recover<D: Door>(
     Ok(second)
 }
 
-/// Judges an HTTP answer from the Vault with `rule`, reading its body (within `limit`) only when
-/// the rule asks to; the answer handed back carries every byte as it came.
+/// Judges an HTTP answer from the Vault with `rule`, reading its body (within `limit` bytes and
+/// `wait`) only when the rule asks to; the answer handed back carries every byte as it came.
 pub(crate) async fn judge_http<B: Body, R: FailureRule>(
     response: http::Response<B>,
     rule: &R,
     limit: usize,
+    wait: Duration,
 ) -> (http::Response<ResponseBody<B>>, bool) {
     match rule.check_head(response.status(), response.headers()) {
         Verdict::Pass => (response.map(ResponseBody::new), false),
         Verdict::AuthFailure => (response.map(ResponseBody::new), true),
-        Verdict::InspectBody => match Inspection::start(response, limit) {
+        Verdict::InspectBody => match Inspection::start(response, limit, wait) {
             Started::TooLarge(untouched) => (untouched, false),
             Started::Reading(mut inspection) => {
                 let judged = std::future::poll_fn(|cx| inspection.poll_judge(cx, rule)).await;

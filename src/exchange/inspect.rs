@@ -1,97 +1,254 @@
-//! Reading a response body, up to a bound, to see whether it is Vault's rejection.
+//! Reading a response body, within bounds of memory and time, to see whether it is Vault's
+//! rejection.
+//!
+//! The frames read are kept, as they came, for the caller. The bound counts what that holds: the
+//! data bytes plus the frame list's slots (a slot is as large as a frame, about a hundred bytes,
+//! and an empty frame takes one too), so a body that trickles in one-byte frames stops being read
+//! after a few hundred frames, not after 64 Ki of them. Judging copies the data into one buffer
+//! (or borrows it, when it came in one piece) for as long as the judgement takes.
+//!
+//! The rule is asked about the bytes read so far whenever the body pauses while they are few
+//! (up to 1 KiB), and beyond that each time their number has doubled: a verdict that the first
+//! bytes give (Vault writes `responseStatus` first) comes as soon as they are there, and the
+//! judgements cost a bounded multiple of the bytes read. The head is never held longer than the
+//! time bound: then the caller gets the response with what was read, and the rest of the body.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::future::Future;
+use std::mem::size_of;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Buf;
 use http_body::{Body, Frame};
+use tokio::time::{Instant, Sleep};
 
 use super::body::ResponseBody;
-use crate::vault::detect::FailureRule;
+use crate::vault::detect::{judge_body, FailureRule, Verdict};
+
+#[cfg(test)]
+use super::DEFAULT_INSPECT_WAIT;
 
 /// A response whose body is being read to see whether it is Vault's rejection.
 ///
-/// Shared by the tower future and the reqwest middleware: the body is read up to a bound, then
+/// Shared by the tower future and the reqwest middleware: the body is read within the bounds,
 /// the rule judges the bytes, and the response is rebuilt so the caller still gets every frame.
 pub(crate) struct Inspection<B: Body> {
     parts: Option<http::response::Parts>,
     body: Option<Pin<Box<B>>>,
     frames: VecDeque<Frame<B::Data>>,
-    seen: Vec<u8>,
+    // The data bytes in `frames`.
+    data: usize,
+    // The number of data bytes at which the rule is next asked about the prefix, and at which
+    // it was last asked.
+    next_look: usize,
+    looked: usize,
     limit: usize,
+    wait: Duration,
+    started: Instant,
+    // Set when the body first makes us wait.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// Up to this many bytes read, the rule is asked about the prefix at every pause of the body (a
+/// few hundred looks at most, each at most this long); past it, each time the bytes read double.
+const EAGER_LOOKS: usize = 1024;
+
+/// How reading stopped.
+enum Stop {
+    /// The body ended: judge it whole.
+    Ended,
+    /// The body failed, passed the bound, or the time ran out: judge what was read.
+    Cut,
+    /// The rule decided from the first bytes; the rest is still to be read, by the caller.
+    Decided(Verdict),
 }
 
 impl<B: Body> Inspection<B> {
-    /// Starts reading `response`, or hands it back untouched if it says it is larger than `limit`.
-    pub(crate) fn start(response: http::Response<B>, limit: usize) -> Started<B> {
+    /// Starts reading `response`, or hands it back untouched if it says it is larger than `limit`
+    /// (its length and one frame's slot). Its head is held at most `wait` (from now) for the body
+    /// to be judged; `Duration::ZERO` judges only what is there at the first poll. The timer is
+    /// made, on Tokio's clock, only if the body makes us wait.
+    pub(crate) fn start(response: http::Response<B>, limit: usize, wait: Duration) -> Started<B> {
         let (parts, body) = response.into_parts();
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        // The least a body of that size holds: its bytes in at least one frame.
+        let least = |len: u64| len.saturating_add(slot::<B>() as u64);
         let limit_u64 = limit as u64;
-        if declared.is_some_and(|len| len > limit_u64) || body.size_hint().lower() > limit_u64 {
+        if declared.is_some_and(|len| least(len) > limit_u64)
+            || least(body.size_hint().lower()) > limit_u64
+        {
             return Started::TooLarge(http::Response::from_parts(parts, ResponseBody::new(body)));
         }
         Started::Reading(Self {
             parts: Some(parts),
             body: Some(Box::pin(body)),
             frames: VecDeque::new(),
-            seen: Vec::new(),
+            data: 0,
+            next_look: 1,
+            looked: 0,
             limit,
+            wait,
+            started: Instant::now(),
+            deadline: None,
         })
     }
 
-    /// Reads until the body ends, errs or passes the bound; then gives back the response and
-    /// whether `rule` calls it a rejection. Returns `None` if polled again after that.
+    /// Reads until the body ends, errs or passes a bound, or the rule decides from its first
+    /// bytes; then gives back the response and whether `rule` calls it a rejection. Returns
+    /// `None` if polled again after that.
     pub(crate) fn poll_judge<R: FailureRule>(
         &mut self,
         cx: &mut Context<'_>,
         rule: &R,
     ) -> Poll<Option<(http::Response<ResponseBody<B>>, bool)>> {
-        let Some(reading) = self.body.as_mut() else {
-            return Poll::Ready(None);
-        };
         let mut error = None;
-        let mut complete = false;
-        loop {
+        let stop = loop {
+            let Some(reading) = self.body.as_mut() else {
+                return Poll::Ready(None);
+            };
             match reading.as_mut().poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    complete = true;
-                    break;
+                Poll::Pending => {
+                    // While the body is short (where Vault's verdict is), every pause is a
+                    // moment to look again; beyond, the doubling schedule bounds the cost.
+                    if self.data > self.looked && self.data <= EAGER_LOOKS {
+                        match self.look(rule) {
+                            Verdict::InspectBody => {}
+                            verdict => break Stop::Decided(verdict),
+                        }
+                    }
+                    if self.out_of_time(cx) {
+                        break Stop::Cut;
+                    }
+                    return Poll::Pending;
                 }
+                Poll::Ready(None) => break Stop::Ended,
                 Poll::Ready(Some(Err(err))) => {
                     error = Some(err);
-                    break;
+                    break Stop::Cut;
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    let fits = match frame.data_ref() {
-                        Some(data) => {
-                            self.seen.len() + data.remaining() <= self.limit
-                                && copy_chunks(data, &mut self.seen)
+                    self.keep(frame);
+                    if self.held() > self.limit {
+                        break Stop::Cut;
+                    }
+                    if self.data >= self.next_look {
+                        match self.look(rule) {
+                            Verdict::InspectBody => {}
+                            verdict => break Stop::Decided(verdict),
                         }
-                        None => true,
-                    };
-                    self.frames.push_back(frame);
-                    if !fits {
-                        break;
                     }
                 }
             }
-        }
+        };
+        let verdict = match stop {
+            Stop::Ended => self.judge(rule, true),
+            Stop::Cut => self.judge(rule, false),
+            Stop::Decided(verdict) => verdict,
+        };
         let (Some(parts), Some(body)) = (self.parts.take(), self.body.take()) else {
             return Poll::Ready(None);
         };
-        let rejected = complete && rule.check_body(parts.status, &parts.headers, &self.seen);
+        self.deadline = None;
         let frames = std::mem::take(&mut self.frames);
-        let ended = complete || error.is_some();
+        let ended = matches!(stop, Stop::Ended) || error.is_some();
         let body = ResponseBody::with_read_ahead(frames, error, ended, body);
+        let rejected = verdict == Verdict::AuthFailure;
         Poll::Ready(Some((http::Response::from_parts(parts, body), rejected)))
     }
+
+    /// Asks `rule` about the prefix read so far, and schedules the next look.
+    fn look<R: FailureRule>(&mut self, rule: &R) -> Verdict {
+        self.looked = self.data;
+        self.next_look = self.data.saturating_mul(2);
+        self.judge(rule, false)
+    }
+
+    /// Keeps `frame` for the caller. The list of frames grows by doubling, except where doubling
+    /// would pass the bound: then by one slot.
+    fn keep(&mut self, frame: Frame<B::Data>) {
+        let added = frame.data_ref().map_or(0, Buf::remaining);
+        if self.frames.len() == self.frames.capacity() {
+            let doubled = (self.frames.capacity() * 2).max(4);
+            let after = doubled
+                .saturating_mul(slot::<B>())
+                .saturating_add(self.data)
+                .saturating_add(added);
+            if after > self.limit {
+                self.frames.reserve_exact(1);
+            }
+        }
+        self.data = self.data.saturating_add(added);
+        self.frames.push_back(frame);
+    }
+
+    /// What the frames read hold in memory, as far as this crate can see: their data and the
+    /// list's slots.
+    fn held(&self) -> usize {
+        self.frames
+            .capacity()
+            .saturating_mul(slot::<B>())
+            .saturating_add(self.data)
+    }
+
+    /// Whether the time bound has passed; if not, the waker is registered for it.
+    fn out_of_time(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.wait.is_zero() {
+            return true;
+        }
+        let (started, wait) = (self.started, self.wait);
+        let deadline = self.deadline.get_or_insert_with(|| {
+            let at = started.checked_add(wait);
+            Box::pin(match at {
+                Some(at) => tokio::time::sleep_until(at),
+                // Beyond what the clock can say: as good as never.
+                None => tokio::time::sleep(Duration::from_secs(86_400 * 365)),
+            })
+        });
+        deadline.as_mut().poll(cx).is_ready()
+    }
+
+    /// Asks `rule` about the data read so far.
+    fn judge<R: FailureRule>(&self, rule: &R, complete: bool) -> Verdict {
+        let Some(parts) = self.parts.as_ref() else {
+            return Verdict::Pass;
+        };
+        let mut data = self.frames.iter().filter_map(Frame::data_ref);
+        let mut whole = complete;
+        let copied;
+        let bytes = match data.next() {
+            None => &[][..],
+            Some(only) if self.data == only.chunk().len() => only.chunk(),
+            Some(first) => {
+                let mut all = Vec::with_capacity(self.data);
+                for piece in std::iter::once(first).chain(data) {
+                    if !copy_chunks(piece, &mut all) {
+                        // Judge what could be copied, as a prefix.
+                        whole = false;
+                        break;
+                    }
+                }
+                copied = all;
+                &copied[..]
+            }
+        };
+        let verdict = judge_body(rule, parts.status, &parts.headers, bytes, whole, self.limit);
+        if complete && verdict == Verdict::InspectBody {
+            Verdict::Pass
+        } else {
+            verdict
+        }
+    }
+}
+
+/// What one frame takes in the list of frames read.
+const fn slot<B: Body>() -> usize {
+    size_of::<Frame<B::Data>>()
 }
 
 /// How [`Inspection::start`] went.
@@ -102,10 +259,15 @@ pub(crate) enum Started<B: Body> {
     TooLarge(http::Response<ResponseBody<B>>),
 }
 
-/// Copies the bytes of `data` into `out` without consuming it. Returns `false` if the buffer is
-/// split into more pieces than this reads at once (then the caller gives up inspecting).
+/// Appends the bytes of `data` to `out` without consuming it. Returns `false` if the buffer is
+/// split into more pieces than this reads at once: then only the first of them were copied.
 pub(crate) fn copy_chunks<D: Buf>(data: &D, out: &mut Vec<u8>) -> bool {
-    let mut slices = [IoSlice::new(&[]); 16];
+    let chunk = data.chunk();
+    if chunk.len() == data.remaining() {
+        out.extend_from_slice(chunk);
+        return true;
+    }
+    let mut slices = [std::io::IoSlice::new(&[]); 16];
     let filled = data.chunks_vectored(&mut slices);
     let mut copied = 0;
     for slice in &slices[..filled] {
@@ -113,4 +275,223 @@ pub(crate) fn copy_chunks<D: Buf>(data: &D, out: &mut Vec<u8>) -> bool {
         copied += slice.len();
     }
     copied == data.remaining()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::detect::VaultRule;
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use std::convert::Infallible;
+    use std::io::Write;
+
+    /// A body from a script: data frames, empty frames, then (if `stall`) never another frame.
+    struct Script {
+        frames: VecDeque<Bytes>,
+        stall: bool,
+        polled: usize,
+    }
+
+    impl Script {
+        fn new(frames: impl IntoIterator<Item = Bytes>, stall: bool) -> Self {
+            Self {
+                frames: frames.into_iter().collect(),
+                stall,
+                polled: 0,
+            }
+        }
+    }
+
+    impl Body for Script {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.polled += 1;
+            match self.frames.pop_front() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None if self.stall => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    fn json_response<B>(body: B) -> http::Response<B> {
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap()
+    }
+
+    /// What a frame takes in memory, counted here on its own (not with the code under test).
+    const FRAME: usize = std::mem::size_of::<Frame<Bytes>>();
+
+    const REJECTION: &[u8] = br#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
+
+    fn start<B: Body>(response: http::Response<B>, limit: usize) -> Inspection<B> {
+        match Inspection::start(response, limit, DEFAULT_INSPECT_WAIT) {
+            Started::Reading(inspection) => inspection,
+            Started::TooLarge(_) => panic!("not read"),
+        }
+    }
+
+    fn judge_now<B: Body>(
+        inspection: &mut Inspection<B>,
+    ) -> Option<(http::Response<ResponseBody<B>>, bool)> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match inspection.poll_judge(&mut cx, &VaultRule) {
+            Poll::Ready(judged) => judged,
+            Poll::Pending => panic!("waits"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_byte_frames_hold_no_more_than_the_bound() {
+        let limit = 64 * 1024;
+        let body = Script::new((0..200_000).map(|_| Bytes::from_static(b" ")), true);
+        let mut inspection = start(json_response(body), limit);
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(!rejected);
+        // Stopped at the bound, not after 64 Ki frames.
+        assert!(inspection.frames.is_empty());
+        let frames = response.body().read_ahead().unwrap();
+        assert!(frames * (FRAME + 1) <= limit + FRAME + 1);
+        assert!(frames > limit / (2 * (FRAME + 1)), "{frames}");
+        let rest = response.into_body().frame().await.unwrap().unwrap();
+        assert_eq!(rest.into_data().unwrap(), " ");
+    }
+
+    #[test]
+    fn empty_frames_count_against_the_bound() {
+        let limit = 64 * 1024;
+        let body = Script::new((0..1_000_000).map(|_| Bytes::new()), false);
+        let mut inspection = start(json_response(body), limit);
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(!rejected);
+        let held = limit / FRAME + 1;
+        let frames = response.body().read_ahead().unwrap();
+        assert!(frames <= held, "{frames} frames held");
+    }
+
+    #[test]
+    fn a_rejection_in_pieces_is_recognised_and_handed_back_intact() {
+        let pieces = REJECTION.chunks(7).map(Bytes::copy_from_slice);
+        let mut inspection = start(json_response(Script::new(pieces, false)), 64 * 1024);
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(rejected);
+        let bytes = futures_collect(response.into_body());
+        assert_eq!(&bytes[..], REJECTION);
+        assert!(
+            judge_now(&mut inspection).is_none(),
+            "an inspection ends once"
+        );
+    }
+
+    #[test]
+    fn a_gzip_rejection_is_recognised_and_the_caller_gets_the_coded_bytes() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(REJECTION).unwrap();
+        let coded = Bytes::from(encoder.finish().unwrap());
+        let mut response = json_response(Script::new([coded.clone()], false));
+        response
+            .headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
+        let mut inspection = start(response, 64 * 1024);
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(rejected);
+        assert_eq!(futures_collect(response.into_body()), coded);
+    }
+
+    #[test]
+    fn a_success_is_handed_over_from_its_first_bytes() {
+        let first = Bytes::from_static(br#"{"responseStatus":"SUCCESS","data":["#);
+        let body = Script::new([first.clone()], true);
+        let mut inspection = start(json_response(body), 64 * 1024);
+        // The body stalls after its first bytes, yet the verdict is there without waiting.
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(!rejected);
+        let mut body = response.into_body();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let frame = Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(matches!(frame, Poll::Ready(Some(Ok(ref f))) if f.data_ref() == Some(&first)));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_success_split_anywhere_is_known_when_its_status_is_there() {
+        let head = br#"{"responseStatus":"SUCCESS","#;
+        for cut in 1..head.len() {
+            let pieces = [
+                Bytes::copy_from_slice(&head[..cut]),
+                Bytes::copy_from_slice(&head[cut..]),
+            ];
+            let mut inspection = start(json_response(Script::new(pieces, true)), 64 * 1024);
+            let (response, rejected) = judge_now(&mut inspection).unwrap();
+            assert!(!rejected);
+            // Handed over as soon as the status is whole: after the first piece if it holds it.
+            let status_in_first = head[..cut].ends_with(b"\"SUCCESS\"");
+            let read = if status_in_first { 1 } else { 2 };
+            assert_eq!(response.body().read_ahead(), Some(read), "{cut}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_handed_over_after_the_wait() {
+        let first = Bytes::from_static(b"{");
+        let mut response = json_response(Script::new([first], true));
+        response
+            .headers_mut()
+            .insert("content-length", "500".parse().unwrap());
+        let wait = Duration::from_secs(3);
+        let Started::Reading(mut inspection) = Inspection::start(response, 64 * 1024, wait) else {
+            panic!("not read");
+        };
+        let began = Instant::now();
+        let (response, rejected) = std::future::poll_fn(|cx| inspection.poll_judge(cx, &VaultRule))
+            .await
+            .unwrap();
+        assert_eq!(began.elapsed(), wait);
+        assert!(!rejected);
+        assert_eq!(response.body().read_ahead(), Some(1));
+    }
+
+    #[test]
+    fn no_wait_judges_what_is_there() {
+        let body = Script::new([Bytes::from_static(&REJECTION[..20])], true);
+        let Started::Reading(mut inspection) =
+            Inspection::start(json_response(body), 64 * 1024, Duration::ZERO)
+        else {
+            panic!("not read");
+        };
+        let (_, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(!rejected);
+    }
+
+    #[test]
+    fn a_declared_length_over_the_bound_is_not_read() {
+        let mut response = json_response(Script::new([], false));
+        response
+            .headers_mut()
+            .insert("content-length", "1000".parse().unwrap());
+        assert!(matches!(
+            Inspection::start(response, 1000, DEFAULT_INSPECT_WAIT),
+            Started::TooLarge(_)
+        ));
+    }
+
+    fn futures_collect<B: Body<Data = Bytes>>(body: B) -> Bytes
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let mut collect = std::pin::pin!(body.collect());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match collect.as_mut().poll(&mut cx) {
+            Poll::Ready(done) => done.unwrap().to_bytes(),
+            Poll::Pending => panic!("the body waits"),
+        }
+    }
 }

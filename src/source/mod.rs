@@ -19,10 +19,19 @@ use crate::token::{AccessToken, InvalidToken};
 
 mod env;
 mod file;
+#[cfg(feature = "issuer")]
+mod issuer;
 mod rotating;
 
 pub use env::{EnvToken, DEFAULT_TOKEN_VAR};
 pub use file::{FileToken, DEFAULT_MAX_FILE_SIZE};
+#[cfg(feature = "issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
+pub use issuer::{
+    IssuerConfigError, IssuerError, IssuerErrorKind, IssuerStats, VaultIssuer, VaultIssuerBuilder,
+    DEFAULT_GRACE_PERIOD, DEFAULT_LIFETIME, DEFAULT_LOGIN_URL, DEFAULT_NAME_PREFIX,
+    MAX_ACTIVE_TOKENS,
+};
 pub use rotating::RotatingToken;
 
 /// A boxed future that is `Send`, as returned by [`TokenSource::fetch`].

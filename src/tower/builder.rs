@@ -38,6 +38,7 @@ pub struct VaultAuthLayerBuilder<R = VaultRule> {
     pub(crate) override_authorization: bool,
     pub(crate) replay_limit: Option<u64>,
     pub(crate) inspect_limit: usize,
+    pub(crate) inspect_wait: Duration,
     pub(crate) client_id: Option<Result<HeaderValue, ConfigError>>,
     pub(crate) rule: R,
 }
@@ -115,6 +116,17 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
         self
     }
 
+    /// How long a response head may wait for its body to be judged (5 s by default). The layer
+    /// hands the response over as soon as the body ends, the rule decides from its first bytes,
+    /// the size bound is reached, or this much time has passed since the head arrived; then the
+    /// caller gets the bytes read followed by the rest of the body, and a response not judged in
+    /// time is not taken for a rejection. `Duration::ZERO` judges only what arrived with the head.
+    #[must_use]
+    pub fn max_inspect_wait(mut self, wait: Duration) -> Self {
+        self.inspect_wait = wait;
+        self
+    }
+
     /// Sends `X-VaultAPI-ClientID: {client_id}` with every request to the Vault, identifying your
     /// program in Vault's logs (Veeva recommends `{company}-{organization}-{team}-{server|client}-{program}`).
     ///
@@ -151,6 +163,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
             override_authorization: self.override_authorization,
             replay_limit: self.replay_limit,
             inspect_limit: self.inspect_limit,
+            inspect_wait: self.inspect_wait,
             client_id: self.client_id,
             rule,
         }
@@ -169,6 +182,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
                 override_authorization: self.override_authorization,
                 replay_limit: self.replay_limit,
                 inspect_limit: self.inspect_limit,
+                inspect_wait: self.inspect_wait,
                 client_id,
             }),
             rule: self.rule,

@@ -2,6 +2,7 @@
 //! inner service, judges an answer and discards one.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
@@ -22,6 +23,7 @@ pub(crate) struct TowerDoor<S, B, R> {
     pub(crate) service: Option<S>,
     pub(crate) rule: R,
     pub(crate) inspect_limit: usize,
+    pub(crate) inspect_wait: Duration,
     pub(crate) body: PhantomData<fn(B)>,
 }
 
@@ -73,7 +75,7 @@ where
             // Not an answer to the layer's token (another host's, or a hop that went without it).
             return (sent.map(ResponseBody::new), false);
         }
-        flow::judge_http(sent, &self.rule, self.inspect_limit).await
+        flow::judge_http(sent, &self.rule, self.inspect_limit, self.inspect_wait).await
     }
 
     async fn discard(&mut self, response: Self::Response) {

@@ -19,6 +19,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -61,8 +62,10 @@ struct Sent<S, B, R> {
     /// request path clones no shared pointer.
     cache: u64,
     generation: u64,
-    // At most `u32::MAX`: a bound on a body read into memory.
+    // At most `u32::MAX` each: a bound on a body read into memory, and on the wait for it in
+    // milliseconds (the future every request carries stays small).
     inspect_limit: u32,
+    inspect_wait_ms: u32,
     replay: Option<ReplayCopy<B, S>>,
 }
 
@@ -95,6 +98,7 @@ where
             cache: 0,
             generation: 0,
             inspect_limit: 0,
+            inspect_wait_ms: 0,
             replay: None,
         }
     }
@@ -128,6 +132,7 @@ where
                 cache: binding.cache.id(),
                 generation,
                 inspect_limit: binding.inspect_limit_u32(),
+                inspect_wait_ms: binding.inspect_wait_ms(),
                 replay,
             },
         }
@@ -159,6 +164,7 @@ where
             service: Some(service),
             rule: rule.clone(),
             inspect_limit: binding.inspect_limit,
+            inspect_wait: binding.inspect_wait,
             body: PhantomData,
         };
         Self {
@@ -217,6 +223,7 @@ impl<S, B, R> Sent<S, B, R> {
             service: None,
             rule: self.rule.clone(),
             inspect_limit: self.inspect_limit as usize,
+            inspect_wait: Duration::from_millis(self.inspect_wait_ms.into()),
             body: PhantomData,
         };
         Err(Box::pin(flow::judge_and_recover(
@@ -242,32 +249,43 @@ where
 {
     type Output = Result<Answer<ResB>, BoxError>;
 
+    // The common case, an answer to a request sent with the token whose head passes, is handled
+    // here, small enough to inline into the caller; every other state in `poll_other`.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let rare = match this.state.as_mut().project() {
-                StateProj::Sent { fut } => {
-                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    match this.sent.on_answer(response) {
-                        Ok(answer) => return Poll::Ready(Ok(answer)),
-                        Err(rare) => rare,
-                    }
-                }
-                StateProj::Rare { fut } => return fut.as_mut().poll(cx),
-                StateProj::PassThrough { fut } => {
-                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                StateProj::Failed { error } => {
-                    let error = error
-                        .take()
-                        .unwrap_or_else(|| "polled after completion".into());
-                    return Poll::Ready(Err(error));
-                }
-            };
-            this.state.set(State::Rare { fut: rare });
+        if let StateProj::Sent { fut } = this.state.as_mut().project() {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            match this.sent.on_answer(response) {
+                Ok(answer) => return Poll::Ready(Ok(answer)),
+                Err(rare) => this.state.set(State::Rare { fut: rare }),
+            }
         }
+        poll_other(this.state, cx)
+    }
+}
+
+/// Every state but `Sent`.
+#[inline(never)]
+fn poll_other<F, ResB, E>(
+    state: Pin<&mut State<F, ResB>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Answer<ResB>, BoxError>>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+    ResB: Body,
+{
+    match state.project() {
+        StateProj::Rare { fut } => fut.as_mut().poll(cx),
+        StateProj::PassThrough { fut } => {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            Poll::Ready(Ok(response.map(ResponseBody::new)))
+        }
+        StateProj::Failed { error } => Poll::Ready(Err(error
+            .take()
+            .unwrap_or_else(|| "polled after completion".into()))),
+        StateProj::Sent { .. } => Poll::Ready(Err("polled after completion".into())),
     }
 }
 

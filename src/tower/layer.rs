@@ -9,7 +9,7 @@ use super::builder::VaultAuthLayerBuilder;
 use super::service::VaultAuth;
 use crate::cache::CacheConfig;
 use crate::error::ConfigError;
-use crate::exchange::{DEFAULT_INSPECT_LIMIT, DEFAULT_REPLAY_LIMIT};
+use crate::exchange::{DEFAULT_INSPECT_LIMIT, DEFAULT_INSPECT_WAIT, DEFAULT_REPLAY_LIMIT};
 use crate::handle::AuthHandle;
 use crate::source::TokenSource;
 use crate::vault::binding::Binding;
@@ -87,6 +87,7 @@ impl VaultAuthLayer {
             override_authorization: false,
             replay_limit: Some(DEFAULT_REPLAY_LIMIT),
             inspect_limit: DEFAULT_INSPECT_LIMIT,
+            inspect_wait: DEFAULT_INSPECT_WAIT,
             client_id: None,
             rule: VaultRule,
         }

@@ -105,11 +105,15 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let binding = &*self.binding;
-        if !binding.is_vault_uri(req.uri()) || binding.foreign_host(req.headers()).is_some() {
+        if !binding.is_vault_uri(req.uri()) {
             return self.call_foreign(req);
         }
-        if let Admission::PassThrough = binding.admit_headers(req.headers_mut()) {
-            return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone());
+        match binding.admit_headers(req.headers_mut()) {
+            Admission::Authenticate => {}
+            Admission::PassThrough => {
+                return ResponseFuture::pass_through(self.inner.call(req), self.rule.clone())
+            }
+            _ => return self.call_foreign(req),
         }
         // The copy for a replay is taken first: it must not hold the token.
         let replay = ReplayCopy::of(&mut req, binding.replay_limit, &self.inner);

@@ -20,6 +20,9 @@ pub(crate) enum Admission {
     Authenticate,
     /// Send as it is: the caller's own credential.
     PassThrough,
+    /// For the Vault by its URI, but its `Host` header names another host: handle it as a
+    /// request for that host.
+    OtherHost,
     /// Another host, let through: send without any Vault token.
     Foreign,
     /// Another host: refuse.
@@ -34,6 +37,7 @@ pub(crate) struct Binding {
     pub(crate) override_authorization: bool,
     pub(crate) replay_limit: Option<u64>,
     pub(crate) inspect_limit: usize,
+    pub(crate) inspect_wait: std::time::Duration,
     pub(crate) client_id: Option<HeaderValue>,
 }
 
@@ -68,6 +72,13 @@ impl Binding {
             .get_all(HOST)
             .iter()
             .find(|value| !self.origin.is_host(value.as_bytes()))
+    }
+
+    /// [`inspect_wait`](Self::inspect_wait) in milliseconds, for a response future to carry in
+    /// four bytes (a wait of 49 days or more counts as 49 days).
+    #[inline]
+    pub(crate) fn inspect_wait_ms(&self) -> u32 {
+        u32::try_from(self.inspect_wait.as_millis()).unwrap_or(u32::MAX)
     }
 
     /// [`inspect_limit`](Self::inspect_limit), for a response future to carry in four bytes.
@@ -110,17 +121,22 @@ impl Binding {
         Admission::Refuse(refused)
     }
 
-    /// What both front doors do with a request for the Vault, on its headers: add the client id,
-    /// and let the caller's own `Authorization` stand unless told to override it.
+    /// What both front doors do with a request for the Vault by its URI, on its headers: treat it
+    /// as one for another host if its `Host` says so, add the client id, and let the caller's own
+    /// `Authorization` stand unless told to override it.
     #[inline(always)]
     pub(crate) fn admit_headers(&self, headers: &mut http::HeaderMap) -> Admission {
+        let mut own_credential = false;
+        if !headers.is_empty() {
+            if self.foreign_host_in(headers).is_some() {
+                return Admission::OtherHost;
+            }
+            own_credential = !self.override_authorization && headers.contains_key(AUTHORIZATION);
+        }
         if let Some(client_id) = &self.client_id {
             add_client_id(headers, client_id);
         }
-        if !self.override_authorization
-            && !headers.is_empty()
-            && headers.contains_key(AUTHORIZATION)
-        {
+        if own_credential {
             return Admission::PassThrough;
         }
         Admission::Authenticate

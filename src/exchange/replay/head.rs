@@ -2,7 +2,9 @@
 //! (and the bytes of an in-memory body) written into one buffer from a small per-thread pool, which
 //! goes back to the pool wiped when the request is done.
 
+use std::any::Any;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
@@ -33,6 +35,9 @@ struct Head {
     method: Method,
     version: Version,
     extensions: Extensions,
+    /// The recording of a boxed body, type-erased: kept here rather than beside the head, so
+    /// that the copy a request future carries stays one pointer for it.
+    tape: Option<Arc<dyn Any + Send + Sync>>,
     /// The URI's scheme, authority and path-and-query, each header's name and value, then the
     /// body's bytes if they are kept here. Allocated at its full size before anything is written,
     /// so that it never moves: a reallocation would free a block still holding the caller's
@@ -118,6 +123,16 @@ impl HeadCopy {
         &mut self.0.get_or_insert_with(Box::default).text
     }
 
+    /// Keeps the recording of the request's body with the head.
+    pub(super) fn keep_tape(&mut self, tape: Arc<dyn Any + Send + Sync>) {
+        self.0.get_or_insert_with(Box::default).tape = Some(tape);
+    }
+
+    /// The recording kept with the head, if any.
+    pub(super) fn take_tape(&mut self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.0.as_deref_mut()?.tape.take()
+    }
+
     /// What follows the head in the buffer: the body's bytes, if they are kept there.
     pub(super) fn body_bytes(&self) -> Option<&[u8]> {
         let head = self.0.as_deref()?;
@@ -197,6 +212,7 @@ impl Drop for HeadCopy {
         if !head.extensions.is_empty() {
             head.extensions.clear();
         }
+        head.tape = None;
         if head.size() > KEEP_BYTES {
             return;
         }

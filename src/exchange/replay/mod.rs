@@ -67,7 +67,7 @@ where
         };
         let mut head = HeadCopy::of(req, body_len);
         let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let body = BodyCopy::of(kind, req.body_mut(), head.text(), cap)?;
+        let body = BodyCopy::of(kind, req.body_mut(), &mut head, cap)?;
         Some(Self {
             head,
             body,
@@ -85,24 +85,29 @@ where
     /// again after all (a recorded body that grew past the cap or failed), or the copy cannot be
     /// read back (which a copy of a valid request always can; that failure is logged).
     pub(crate) fn rebuild(self) -> Option<(Request<B>, S)> {
-        let body = match self.body {
-            BodyCopy::Recorded(tape) => rewind(tape)?,
+        let Self {
+            mut head,
+            body,
+            service,
+        } = self;
+        let body = match body {
+            BodyCopy::Recorded => rewind(head.take_tape()?)?,
             body => {
-                let rebuilt = self.head.body_bytes().and_then(|bytes| body.rebuild(bytes));
+                let rebuilt = head.body_bytes().and_then(|bytes| body.rebuild(bytes));
                 if rebuilt.is_none() {
                     event!(warn, "could not build a request body again for a replay");
                 }
                 rebuilt?
             }
         };
-        let rebuilt = self.head.rebuild(body);
+        let rebuilt = head.rebuild(body);
         if rebuilt.is_none() {
             event!(
                 warn,
                 "could not build the request again for a replay; the caller gets Vault's answer"
             );
         }
-        Some((rebuilt?, self.service))
+        Some((rebuilt?, service))
     }
 }
 
@@ -117,9 +122,10 @@ enum BodyCopy<B> {
     String,
     /// A boxed body that says it is empty: replayed as an empty one of the same box type.
     EmptyBoxed,
-    /// A boxed body recorded as the first attempt sends it: the tape of a `BoxBody` or an
-    /// `UnsyncBoxBody` of `B`'s error type, its type erased (it cannot be named here).
-    Recorded(Arc<dyn Any + Send + Sync>),
+    /// A boxed body recorded as the first attempt sends it. The tape (of a `BoxBody` or an
+    /// `UnsyncBoxBody` of `B`'s error type, its type erased: it cannot be named here) is kept
+    /// with the head.
+    Recorded,
 }
 
 /// The body types a replay copy knows: those whose content is in memory, and the boxed ones
@@ -178,7 +184,7 @@ where
 {
     /// Copies `body`, of kind `kind`: its bytes go to `text`, the value is kept, or a boxed body
     /// is wrapped in a recorder of at most `cap` bytes.
-    fn of(kind: Kind, body: &mut B, text: &mut Vec<u8>, cap: usize) -> Option<Self> {
+    fn of(kind: Kind, body: &mut B, head: &mut HeadCopy, cap: usize) -> Option<Self> {
         let exactly_empty = body.size_hint().exact() == Some(0);
         let body: &mut dyn Any = body;
         match kind {
@@ -191,13 +197,14 @@ where
                     _ => None,
                 };
                 if let Some(data) = data {
-                    text.extend_from_slice(&data);
+                    head.text().extend_from_slice(&data);
                     *full = Full::new(data);
                 }
                 Some(Self::Full)
             }
             Kind::String => {
-                text.extend_from_slice(body.downcast_ref::<String>()?.as_bytes());
+                head.text()
+                    .extend_from_slice(body.downcast_ref::<String>()?.as_bytes());
                 Some(Self::String)
             }
             Kind::EmptyBytes => cast(*body.downcast_ref::<Empty<Bytes>>()?).map(Self::Value),
@@ -211,14 +218,16 @@ where
                 let original = std::mem::replace(boxed, BoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = BoxBody::new(recorder);
-                Some(Self::Recorded(tape.into_any()))
+                head.keep_tape(tape.into_any());
+                Some(Self::Recorded)
             }
             Kind::UnsyncBoxed => {
                 let boxed = body.downcast_mut::<UnsyncBoxBody<Bytes, B::Error>>()?;
                 let original = std::mem::replace(boxed, UnsyncBoxBody::new(Nothing::new()));
                 let (recorder, tape) = Tape::record(original, cap);
                 *boxed = UnsyncBoxBody::new(recorder);
-                Some(Self::Recorded(tape.into_any()))
+                head.keep_tape(tape.into_any());
+                Some(Self::Recorded)
             }
         }
     }
@@ -230,7 +239,7 @@ where
             Self::String => cast(String::from_utf8(bytes.to_vec()).ok()?),
             Self::EmptyBoxed => cast(BoxBody::<Bytes, B::Error>::new(Nothing::new()))
                 .or_else(|| cast(UnsyncBoxBody::<Bytes, B::Error>::new(Nothing::new()))),
-            Self::Recorded(tape) => rewind(tape),
+            Self::Recorded => None,
         }
     }
 }

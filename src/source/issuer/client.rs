@@ -1,0 +1,252 @@
+//! The issuer's own HTTP client: hyper-util over plain http to loopback, or https with the
+//! `rustls` feature; bounded answers, a timeout per call, and Vault's clock read from `Date`.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+
+use super::config::WallClock;
+use super::dates::parse_http_date;
+use super::error::{IssuerError, IssuerErrorKind};
+use super::transport::Transport;
+
+/// The largest answer the issuer reads.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// A credential for one call: a session id is sent raw, a token as a bearer.
+pub(super) enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Session(&'a str),
+}
+
+/// What Vault answered: its JSON (any HTTP status), and its `responseStatus`.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub(super) json: Value,
+}
+
+impl Answer {
+    pub(super) fn is_success(&self) -> bool {
+        self.json["responseStatus"] == "SUCCESS"
+    }
+
+    /// `errors[0].type` and `errors[0].message`, or empty strings.
+    pub(super) fn error(&self) -> (&str, &str) {
+        let first = &self.json["errors"][0];
+        (
+            first["type"].as_str().unwrap_or(""),
+            first["message"].as_str().unwrap_or(""),
+        )
+    }
+}
+
+pub(super) struct Http {
+    transport: Transport,
+    timeout: Duration,
+    client_id: Option<HeaderValue>,
+    clock: WallClock,
+    /// Vault's clock minus the local wall clock, in seconds, from the last `Date` seen.
+    skew: AtomicI64,
+    skew_known: AtomicBool,
+}
+
+impl Http {
+    pub(super) fn new(
+        transport: Transport,
+        timeout: Duration,
+        client_id: Option<HeaderValue>,
+        clock: WallClock,
+    ) -> Http {
+        Http {
+            transport,
+            timeout,
+            client_id,
+            clock,
+            skew: AtomicI64::new(0),
+            skew_known: AtomicBool::new(false),
+        }
+    }
+
+    /// The time on Vault's clock: the local wall clock corrected by the last `Date` seen.
+    pub(super) fn vault_now(&self) -> SystemTime {
+        shift((self.clock)(), self.skew.load(Ordering::Relaxed))
+    }
+
+    /// The skew between Vault's clock and the local one, in seconds, if an answer showed it.
+    pub(super) fn skew(&self) -> Option<i64> {
+        self.skew_known
+            .load(Ordering::Relaxed)
+            .then(|| self.skew.load(Ordering::Relaxed))
+    }
+
+    /// One call. `body` is `(content type, bytes)`; the bytes are wiped when sent if they were
+    /// built with [`crate::token::wiped_copy`].
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        auth: Auth<'_>,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<Answer, IssuerError> {
+        let uri: Uri = url.parse().map_err(|_| {
+            IssuerError::new(
+                IssuerErrorKind::Transport,
+                "the issuer built an invalid URL",
+            )
+        })?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(ACCEPT, "application/json");
+        if let Some(client_id) = &self.client_id {
+            request = request.header("x-vaultapi-clientid", client_id.clone());
+        }
+        let credential = match auth {
+            Auth::None => None,
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+            Auth::Session(session) => Some(session.to_owned()),
+        };
+        if let Some(credential) = credential {
+            let credential = zeroize::Zeroizing::new(credential);
+            let mut value =
+                HeaderValue::from_maybe_shared(crate::token::wiped_copy(credential.as_bytes()))
+                    .map_err(|_| {
+                        IssuerError::new(
+                            IssuerErrorKind::BadCredential,
+                            "the credential is not a valid header value",
+                        )
+                        .retryable(false)
+                    })?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        let (content_type, bytes) = body.unwrap_or(("text/plain", Bytes::new()));
+        if !bytes.is_empty() {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Full::new(bytes)).map_err(|_| {
+            IssuerError::new(
+                IssuerErrorKind::Transport,
+                "the issuer built an invalid request",
+            )
+        })?;
+        let exchange = async {
+            let response = self.transport.send(request).await.map_err(|err| {
+                IssuerError::new(
+                    IssuerErrorKind::Transport,
+                    format!("could not reach Vault: {err}"),
+                )
+            })?;
+            self.note_date(response.headers().get(DATE));
+            let status = response.status();
+            let body = read_bounded(response.into_body()).await?;
+            let json = serde_json::from_slice::<Value>(&body).map_err(|_| {
+                IssuerError::new(
+                    IssuerErrorKind::Transport,
+                    format!("Vault answered HTTP {status} without JSON"),
+                )
+            })?;
+            Ok(Answer { json })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(IssuerError::new(
+                    IssuerErrorKind::Transport,
+                    format!("Vault did not answer within {:?}", self.timeout),
+                ))
+            })
+    }
+
+    fn note_date(&self, date: Option<&HeaderValue>) {
+        let Some(vault) = date.and_then(|d| d.to_str().ok()).and_then(parse_http_date) else {
+            return;
+        };
+        let local = (self.clock)();
+        let skew = match vault.duration_since(local) {
+            Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_secs()).unwrap_or(i64::MAX),
+        };
+        self.skew.store(skew, Ordering::Relaxed);
+        self.skew_known.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body, at most [`MAX_ANSWER_BYTES`] of it.
+async fn read_bounded(mut body: super::transport::AnyBody) -> Result<Vec<u8>, IssuerError> {
+    let unreadable = || {
+        IssuerError::new(
+            IssuerErrorKind::Transport,
+            "Vault's answer could not be read (cut off, or over 1 MiB)",
+        )
+    };
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| unreadable())?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_ANSWER_BYTES {
+                return Err(unreadable());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// `time` moved by `seconds` (either way).
+pub(super) fn shift(time: SystemTime, seconds: i64) -> SystemTime {
+    let by = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        time.checked_add(by).unwrap_or(time)
+    } else {
+        time.checked_sub(by).unwrap_or(time)
+    }
+}
+
+/// A form body (`key=value&…`, percent-encoded), in memory that is wiped when sent.
+pub(super) fn form(pairs: &[(&str, &str)]) -> Bytes {
+    // Room for every byte encoded, so the text never moves (leaving an unwiped copy behind).
+    let room: usize = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(room));
+    for (key, value) in pairs {
+        if !text.is_empty() {
+            text.push('&');
+        }
+        encode_into(&mut text, key);
+        text.push('=');
+        encode_into(&mut text, value);
+    }
+    crate::token::wiped_copy(text.as_bytes())
+}
+
+fn encode_into(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_are_percent_encoded() {
+        assert_eq!(
+            &form(&[("name__v", "a b:c"), ("p", "x&y=z%")])[..],
+            b"name__v=a%20b%3Ac&p=x%26y%3Dz%25"
+        );
+    }
+}
