@@ -152,8 +152,12 @@ fn boxed_request(uri: &http::Uri, json: &Bytes, shape: Shape) -> Request<Boxed> 
         Shape::InMemory => Full::new(json.clone())
             .map_err(|never| match never {})
             .boxed(),
-        Shape::Stream => Chunked(json.chunks(json.len() / 4 + 1).map(|c| json.slice_ref(c)).collect())
-            .boxed(),
+        Shape::Stream => Chunked(
+            json.chunks(json.len() / 4 + 1)
+                .map(|c| json.slice_ref(c))
+                .collect(),
+        )
+        .boxed(),
     };
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;

@@ -609,8 +609,10 @@ async fn soak(
             }
         });
     }
-    // Memory: sampled each second; the baseline is taken after a fifth of the run.
-    let warm_up = Instant::now() + Duration::from_secs((seconds / 5).max(2));
+    // Memory: sampled each second; the baseline is taken after a quarter of the run, and not
+    // before 15 s (the stand-in keeps 5 s of requests, big bodies included, and connection pools
+    // fill): runs shorter than a minute say little about memory.
+    let warm_up = Instant::now() + Duration::from_secs((seconds / 4).max(15));
     let mut baseline = None;
     let mut peak_after = 0u64;
     let mut samples = Vec::new();
