@@ -64,6 +64,10 @@
 )]
 #![doc(test(no_crate_inject, attr(deny(warnings), allow(dead_code))))]
 
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod cache;
 mod error;
 mod exchange;
