@@ -218,15 +218,17 @@ fn model(case: &Case) -> Expected {
             && case.target.host.eq_ignore_ascii_case(vault.host)
             && case.target.port.unwrap_or(default_port(https)) == vault.port
     });
-    // Every `Host` header must name the Vault: no user info, the host in any case with trailing
-    // dots ignored, the port the Vault's (its scheme's default when absent).
+    // Every `Host` header must name the Vault: no user info, the host in any case with one
+    // trailing dot ignored (more name nothing), the port the Vault's (its scheme's default when
+    // absent).
     let hosts_are_vault = case.hosts.iter().all(|host| match host {
         HostHeader::Garbage(_) => false,
         HostHeader::Names(authority) => {
             authority.userinfo.is_empty()
                 && authority
                     .host
-                    .trim_end_matches('.')
+                    .strip_suffix('.')
+                    .unwrap_or(&authority.host)
                     .eq_ignore_ascii_case(vault.host)
                 && authority.port.unwrap_or(default_port(vault.https)) == vault.port
         }

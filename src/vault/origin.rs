@@ -84,7 +84,12 @@ impl VaultOrigin {
         let host = match ip_literal(host) {
             Some(IpAddr::V6(ip)) => format!("[{ip}]"),
             Some(IpAddr::V4(ip)) => ip.to_string(),
-            None => host.to_ascii_lowercase(),
+            None if is_dns_name(host) => host.to_ascii_lowercase(),
+            None => {
+                return Err(invalid(
+                    "its host is neither a DNS name (letters, digits, `-`, `_` and dots) nor an IP address",
+                ))
+            }
         };
         Ok(Self {
             bare_authority: (port == default_port).then(|| host.clone().into()),
@@ -194,6 +199,19 @@ impl<'a> Target<'a> {
             port: uri.port_u16(),
         }
     }
+}
+
+/// Whether `host` is written as a DNS name: labels of letters, digits, `-` and `_`, separated by
+/// single dots (one trailing dot allowed).
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The IP address a URI's host is, if it is one (IPv6 in brackets).
@@ -335,6 +353,26 @@ mod tests {
         assert!(refusal("https://myvault.veevavault.com/api/v26.2").contains("path"));
         assert!(refusal("https://myvault.veevavault.com?x=1").contains("path, query"));
         assert!(refusal("https://myvault.veevavault.com#top").contains("fragment"));
+    }
+
+    #[test]
+    fn hosts_that_are_not_hosts_are_refused() {
+        for bad in [
+            "~[:]",
+            ",[:]",
+            "https://a[b]c",
+            "https://[]",
+            "https://[v1.x]",
+            "https://a..b",
+        ] {
+            assert!(
+                matches!(
+                    VaultOrigin::parse(bad),
+                    Err(ConfigError::InvalidVaultUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
