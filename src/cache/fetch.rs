@@ -132,7 +132,18 @@ impl Cache {
             None if matches!(state.phase, Phase::Fetching(_)) => {
                 self.join_or_start(&mut state, Reason::Rejected, None, Rejoin::Once)
             }
-            None => return give_up(),
+            // Dropped, and the fetch for it failed: do what a request without a token does, wait
+            // for the next attempt if it is due within the fetch timeout (else give up at once).
+            None => {
+                drop(state);
+                let acquired = self.acquire();
+                return Box::pin(async move {
+                    match acquired.await {
+                        Outcome::Installed(new) if new != generation => Reacquired::Replay,
+                        _ => Reacquired::GiveUp,
+                    }
+                });
+            }
         };
         drop(state);
         launch.launch();

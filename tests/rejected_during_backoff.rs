@@ -1,6 +1,4 @@
-//! Found by the soak (examples/soak.rs), 2026-12-01; FAILS on the code of that day. Not a test
-//! target yet (a file in a subfolder of tests/): move it to tests/ with the fix. Real time: the
-//! backoff is 1 s and the fetch timeout 5 s, so the order of events does not depend on speed.
+//! Found by the soak (examples/soak.rs) on 2026-12-01, and fixed the same day.
 //!
 //! A request rejected while the layer's fetches are in backoff (the last fetch failed) gets
 //! Vault's rejection at once, although the next attempt is due well within the fetch timeout and
@@ -16,8 +14,9 @@ use veeva_vault_auth::source::SourceError;
 use veeva_vault_auth::testing::{Outcome, VaultStandIn};
 use veeva_vault_auth::{AccessToken, Backoff, VaultAuthLayer};
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_rejected_during_a_short_backoff_is_replayed_after_it() {
+    let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let (first, second) = (vault.issue_token(), vault.issue_token());
     let source = ScriptedSource::new(move |n| match n {
@@ -45,12 +44,28 @@ async fn a_request_rejected_during_a_short_backoff_is_replayed_after_it() {
     vault.wait_for_held(1).await;
     vault.stop_holding();
     // The first token is revoked; an early request is rejected, and the fetch it starts fails.
-    assert!(vault.revoke(&vault.requests()[0].headers["authorization"].to_str().unwrap()[7..]));
+    assert!(vault.revoke(
+        &vault.requests()[0].headers["authorization"]
+            .to_str()
+            .unwrap()[7..]
+    ));
     let early = send(&client, get(&documents)).await;
     assert_eq!(source.fetches(), 2, "the early rejection's fetch failed");
     drop(early);
     // Now the late request is answered: rejected, during the 1 s backoff.
     vault.release();
+    // The backoff runs on Tokio's clock: move it on until the late request is answered.
+    for _ in 0..30 {
+        if late.is_finished() {
+            break;
+        }
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            std::thread::yield_now();
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    eventually("the late request to be answered", || late.is_finished()).await;
     let answer = late.await.unwrap();
     assert!(
         !answer.contains("INVALID_SESSION_ID"),
