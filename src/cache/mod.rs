@@ -47,7 +47,9 @@ mod timing;
 pub(crate) use local::note_accepted;
 pub(crate) use state::{Outcome, Reacquired};
 pub use status::AuthStatus;
-pub(crate) use timing::{later, CacheConfig};
+#[cfg(feature = "issuer")]
+pub(crate) use timing::later;
+pub(crate) use timing::CacheConfig;
 pub use timing::{Backoff, RefreshPolicy};
 
 use state::CacheState;
