@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use super::bounds::{AnswerBody, Upstream};
 use super::guard::Unjudged;
 use crate::error::TokenUnavailable;
 use crate::exchange::body::ResponseBody;
@@ -29,13 +30,10 @@ pub(crate) struct TowerDoor<S, B, R> {
 
 impl<S, B, ResB, R> Door for TowerDoor<S, B, R>
 where
-    S: Service<Request<B>, Response = Response<ResB>> + Send,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    // `Service` names `ResB` (an impl's parameter must appear in a projection).
+    S: Service<Request<B>, Response = Response<ResB>> + Upstream<B, ResB>,
     B: Body + Send + 'static,
-    ResB: Body + Send,
-    ResB::Data: Send,
-    ResB::Error: Send,
+    ResB: AnswerBody,
     R: FailureRule,
 {
     type Request = Request<B>;

@@ -26,6 +26,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::bounds::{AnswerBody, Upstream};
 use super::door::TowerDoor;
 use super::guard::Unjudged;
 use crate::cache::{note_accepted, Cache};
@@ -141,14 +142,8 @@ where
 
 impl<S, B, ResB, R> ResponseFuture<S, B, ResB, R>
 where
-    S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Send,
-    ResB::Error: Send,
-    R: FailureRule,
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: Body,
 {
     /// A request that found no token: it waits for one (holding no readiness of the inner
     /// service), then `service` is polled ready and sends it.
@@ -159,7 +154,13 @@ where
         rule: R,
         binding: &Binding,
         replay: Option<ReplayCopy<B, S>>,
-    ) -> Self {
+    ) -> Self
+    where
+        S: Upstream<B, ResB>,
+        B: Body + Send + 'static,
+        ResB: AnswerBody,
+        R: FailureRule,
+    {
         let door = TowerDoor {
             service: Some(service),
             rule: rule.clone(),
@@ -182,13 +183,9 @@ impl<S, B, R> Sent<S, B, R> {
     #[inline]
     fn on_answer<ResB>(&mut self, response: Response<ResB>) -> Result<Answer<ResB>, Rare<ResB>>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError>,
+        S: Upstream<B, ResB>,
         B: Body + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Data: Send,
-        ResB::Error: Send,
+        ResB: AnswerBody,
         R: FailureRule,
     {
         if response.extensions().get::<Unjudged>().is_none() {
@@ -206,13 +203,9 @@ impl<S, B, R> Sent<S, B, R> {
     #[inline(never)]
     fn on_suspect<ResB>(&mut self, response: Response<ResB>) -> Result<Answer<ResB>, Rare<ResB>>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError>,
+        S: Upstream<B, ResB>,
         B: Body + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Data: Send,
-        ResB::Error: Send,
+        ResB: AnswerBody,
         R: FailureRule,
     {
         let Some(cache) = Cache::find(self.cache) else {

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use super::bounds::{AnswerBody, Upstream};
 use super::future::ResponseFuture;
 use super::layer::VaultAuthLayer;
 use crate::error::ConfigError;
@@ -143,13 +144,9 @@ impl<S, R> VaultAuth<S, R> {
         replay: Option<ReplayCopy<ReqBody, S>>,
     ) -> ResponseFuture<S, ReqBody, ResBody, R>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError>,
+        S: Upstream<ReqBody, ResBody> + Clone,
         ReqBody: Body + Send + 'static,
-        ResBody: Body + Send + 'static,
-        ResBody::Data: Send,
-        ResBody::Error: Send,
+        ResBody: AnswerBody,
         R: FailureRule,
     {
         let unready = self.inner.clone();
