@@ -10,7 +10,7 @@ use super::layer::VaultAuthLayer;
 use crate::cache::{Backoff, Cache, CacheConfig, RefreshPolicy};
 use crate::error::ConfigError;
 use crate::source::TokenSource;
-use crate::vault::binding::{encode_client_id, Binding};
+use crate::vault::binding::{encode_client_id, Binding, Judging};
 use crate::vault::detect::{FailureRule, VaultRule};
 use crate::vault::origin::VaultOrigin;
 
@@ -183,6 +183,7 @@ impl<R: FailureRule> VaultAuthLayerBuilder<R> {
                 replay_limit: self.replay_limit,
                 inspect_limit: self.inspect_limit,
                 inspect_wait: self.inspect_wait,
+                judging: Judging::new(self.inspect_limit, self.inspect_wait),
                 client_id,
             }),
             rule: self.rule,

@@ -19,7 +19,6 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -33,7 +32,7 @@ use crate::cache::{note_accepted, Cache};
 use crate::exchange::body::ResponseBody;
 use crate::exchange::flow;
 use crate::exchange::replay::ReplayCopy;
-use crate::vault::binding::Binding;
+use crate::vault::binding::{Binding, Judging};
 use crate::vault::detect::{FailureRule, Verdict};
 use crate::BoxError;
 
@@ -63,10 +62,7 @@ struct Sent<S, B, R> {
     /// request path clones no shared pointer.
     cache: u64,
     generation: u64,
-    // At most `u32::MAX` each: a bound on a body read into memory, and on the wait for it in
-    // milliseconds (the future every request carries stays small).
-    inspect_limit: u32,
-    inspect_wait_ms: u32,
+    judging: Judging,
     replay: Option<ReplayCopy<B, S>>,
 }
 
@@ -98,8 +94,7 @@ where
             rule,
             cache: 0,
             generation: 0,
-            inspect_limit: 0,
-            inspect_wait_ms: 0,
+            judging: Judging::NONE,
             replay: None,
         }
     }
@@ -132,8 +127,7 @@ where
                 rule,
                 cache: binding.cache.id(),
                 generation,
-                inspect_limit: binding.inspect_limit_u32(),
-                inspect_wait_ms: binding.inspect_wait_ms(),
+                judging: binding.judging,
                 replay,
             },
         }
@@ -178,24 +172,22 @@ where
 }
 
 impl<S, B, R> Sent<S, B, R> {
-    /// Judges the head of an answer to a request sent with the token: the caller's answer now, or
-    /// the rest of the flow.
+    /// Judges the head of an answer to a request sent with the token: `true` when it is the
+    /// caller's answer now, `false` when the rest of the flow must take it. Takes the answer by
+    /// reference, so that in the common case it is moved once, into the caller's hands.
     #[inline]
-    fn on_answer<ResB>(&mut self, response: Response<ResB>) -> Result<Answer<ResB>, Rare<ResB>>
+    fn passes<ResB>(&self, response: &Response<ResB>) -> bool
     where
-        S: Upstream<B, ResB>,
-        B: Body + Send + 'static,
-        ResB: AnswerBody,
         R: FailureRule,
     {
         if response.extensions().get::<Unjudged>().is_none() {
             if self.rule.check_head(response.status(), response.headers()) != Verdict::Pass {
-                return self.on_suspect(response);
+                return false;
             }
             // Vault took the token: a replacement that works ends a streak of rejected ones.
             note_accepted(self.cache, self.generation);
         }
-        Ok(response.map(ResponseBody::new))
+        true
     }
 
     /// An answer that is a rejection, or may be one once its body is read: the shared flow takes
@@ -215,8 +207,8 @@ impl<S, B, R> Sent<S, B, R> {
         let door = TowerDoor {
             service: None,
             rule: self.rule.clone(),
-            inspect_limit: self.inspect_limit as usize,
-            inspect_wait: Duration::from_millis(self.inspect_wait_ms.into()),
+            inspect_limit: self.judging.limit as usize,
+            inspect_wait: self.judging.wait(),
             body: PhantomData,
         };
         Err(Box::pin(flow::judge_and_recover(
@@ -249,7 +241,10 @@ where
         let mut this = self.project();
         if let StateProj::Sent { fut } = this.state.as_mut().project() {
             let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            match this.sent.on_answer(response) {
+            if this.sent.passes(&response) {
+                return Poll::Ready(Ok(response.map(ResponseBody::new)));
+            }
+            match this.sent.on_suspect(response) {
                 Ok(answer) => return Poll::Ready(Ok(answer)),
                 Err(rare) => this.state.set(State::Rare { fut: rare }),
             }

@@ -38,7 +38,38 @@ pub(crate) struct Binding {
     pub(crate) replay_limit: Option<u64>,
     pub(crate) inspect_limit: usize,
     pub(crate) inspect_wait: std::time::Duration,
+    /// The two inspection bounds in the form a response future carries them, worked out once.
+    pub(crate) judging: Judging,
     pub(crate) client_id: Option<HeaderValue>,
+}
+
+/// The inspection bounds as a response future carries them: four bytes each, so that the future
+/// every request carries stays small.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Judging {
+    /// The bound on a body read into memory (a bound of 4 GiB or more counts as 4 GiB).
+    pub(crate) limit: u32,
+    /// The wait for it in milliseconds (a wait of 49 days or more counts as 49 days).
+    pub(crate) wait_ms: u32,
+}
+
+impl Judging {
+    pub(crate) fn new(limit: usize, wait: std::time::Duration) -> Self {
+        Self {
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// A future's bounds for the body of an unjudged answer: none is read.
+    pub(crate) const NONE: Self = Self {
+        limit: 0,
+        wait_ms: 0,
+    };
+
+    pub(crate) fn wait(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.wait_ms.into())
+    }
 }
 
 impl Binding {
@@ -52,7 +83,14 @@ impl Binding {
     /// full one only when that is not sure.
     #[inline]
     pub(crate) fn is_vault_uri(&self, uri: &Uri) -> bool {
-        self.origin.surely_matches(uri) || self.origin.matches(&Target::of(uri))
+        self.origin.surely_matches(uri) || self.is_vault_uri_slowly(uri)
+    }
+
+    /// The full check of [`is_vault_uri`](Self::is_vault_uri), out of line.
+    #[cold]
+    #[inline(never)]
+    fn is_vault_uri_slowly(&self, uri: &Uri) -> bool {
+        self.origin.matches(&Target::of(uri))
     }
 
     /// A `Host` header of the request that names another host than the Vault, if any. Vaults
@@ -72,19 +110,6 @@ impl Binding {
             .get_all(HOST)
             .iter()
             .find(|value| !self.origin.is_host(value.as_bytes()))
-    }
-
-    /// [`inspect_wait`](Self::inspect_wait) in milliseconds, for a response future to carry in
-    /// four bytes (a wait of 49 days or more counts as 49 days).
-    #[inline]
-    pub(crate) fn inspect_wait_ms(&self) -> u32 {
-        u32::try_from(self.inspect_wait.as_millis()).unwrap_or(u32::MAX)
-    }
-
-    /// [`inspect_limit`](Self::inspect_limit), for a response future to carry in four bytes.
-    #[inline]
-    pub(crate) fn inspect_limit_u32(&self) -> u32 {
-        u32::try_from(self.inspect_limit).unwrap_or(u32::MAX)
     }
 
     /// What both front doors do with a request for `target` that is not for the Vault (by its

@@ -141,7 +141,8 @@ impl VaultOrigin {
             return false;
         };
         // Schemes are parsed to an enum for http and https: comparing the name with a constant is
-        // a match and a fixed-length compare, cheaper than `Scheme`'s own (case-folding) equality.
+        // a match and a fixed-length compare, cheaper than `Scheme`'s own (case-folding) equality,
+        // which is not inlined (scripts/hot_path_instructions.sh: 16 instructions more).
         let scheme_ok = if self.https {
             scheme.as_str() == "https"
         } else {

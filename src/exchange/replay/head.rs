@@ -34,6 +34,8 @@ pub(crate) struct HeadCopy(Option<Box<Head>>);
 struct Head {
     method: Method,
     version: Version,
+    /// `http` and `https` are kept by name, not copied: one copy fewer per request.
+    scheme: SchemePart,
     extensions: Extensions,
     /// The recording of a boxed body, type-erased: kept here rather than beside the head, so
     /// that the copy a request future carries stays one pointer for it.
@@ -50,6 +52,18 @@ struct Head {
     authority_end: usize,
     uri_end: usize,
     headers: Vec<HeaderSpan>,
+}
+
+/// A URI's scheme as [`Head`] keeps it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum SchemePart {
+    /// The URI has none.
+    #[default]
+    None,
+    Http,
+    Https,
+    /// Another scheme, its name at the start of [`Head::text`].
+    Written,
 }
 
 /// Where one header sits in [`Head::text`]: its name ends at `name_end`, its value (which starts
@@ -77,7 +91,12 @@ impl HeadCopy {
             return copy;
         };
         let uri = req.uri();
-        let scheme = uri.scheme_str().unwrap_or_default();
+        let (scheme_part, scheme) = match uri.scheme_str() {
+            None => (SchemePart::None, ""),
+            Some("https") => (SchemePart::Https, ""),
+            Some("http") => (SchemePart::Http, ""),
+            Some(other) => (SchemePart::Written, other),
+        };
         let authority = uri.authority().map_or("", |authority| authority.as_str());
         let path_and_query = uri.path_and_query().map_or("", |pq| pq.as_str());
         let headers_len: usize = if req.headers().is_empty() {
@@ -95,6 +114,7 @@ impl HeadCopy {
         }
         head.method.clone_from(req.method());
         head.version = req.version();
+        head.scheme = scheme_part;
         let text = &mut head.text;
         text.extend_from_slice(scheme.as_bytes());
         head.scheme_end = text.len();
@@ -186,9 +206,12 @@ impl Head {
             (!bytes.is_empty()).then(|| wiped_copy(bytes))
         };
         let mut parts = http::uri::Parts::default();
-        if let Some(scheme) = part(0..self.scheme_end) {
-            parts.scheme = Some(Scheme::try_from(&scheme[..]).ok()?);
-        }
+        parts.scheme = match self.scheme {
+            SchemePart::None => None,
+            SchemePart::Http => Some(Scheme::HTTP),
+            SchemePart::Https => Some(Scheme::HTTPS),
+            SchemePart::Written => Some(Scheme::try_from(&self.text[..self.scheme_end]).ok()?),
+        };
         if let Some(authority) = part(self.scheme_end..self.authority_end) {
             parts.authority = Some(Authority::from_maybe_shared(authority).ok()?);
         }
@@ -360,6 +383,26 @@ pub(crate) mod tests {
         );
     }
 
+    /// `http` and `https` are kept by name; any other scheme is written out, and each comes back.
+    #[test]
+    fn every_scheme_comes_back() {
+        for uri in [
+            "https://myvault.veevavault.com/x",
+            "http://127.0.0.1:8080/x",
+            "wss://myvault.veevavault.com/x",
+            "/relative/only?q=1",
+        ] {
+            let original = Request::get(uri).body(()).unwrap();
+            let again = round_trip(&original);
+            assert_eq!(again.uri(), original.uri(), "{uri}");
+            assert_eq!(
+                again.uri().scheme_str(),
+                original.uri().scheme_str(),
+                "{uri}"
+            );
+        }
+    }
+
     #[test]
     fn an_authority_without_a_path_comes_back_with_the_root() {
         let original = Request::get("https://myvault.veevavault.com")
@@ -391,11 +434,7 @@ pub(crate) mod tests {
         let second = HeadCopy::of(&Request::get("https://h/x").body(()).unwrap(), 0);
         assert_eq!(spare_heads(), before, "a spare head was taken");
         let head = second.0.as_deref().expect("a head");
-        assert_eq!(
-            &head.text[..],
-            b"httpsh/x",
-            "nothing of the old request is left"
-        );
+        assert_eq!(&head.text[..], b"h/x", "nothing of the old request is left");
         assert!(head.headers.is_empty());
         assert!(head.extensions.is_empty());
         assert_eq!(head.method, Method::GET);
