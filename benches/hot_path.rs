@@ -20,7 +20,8 @@
 //!   recording's set-up: its state, its buffer and the recorder's box);
 //! - `*_boxed_empty`: a GET whose `BoxBody` says it is empty, kept as empty (no recording);
 //! - `*_success_response`: the inner service answers with `X-VaultAPI-Status: SUCCESS` and a JSON
-//!   content type, the headers the failure rule reads.
+//!   content type, the headers the failure rule reads (`set_request_header_runtime_success_response`
+//!   is the baseline for `vault_auth_success_response`).
 //!
 //! Run: `cargo bench --bench hot_path`; summary: `cargo run --example bench_summary`.
 //! Instructions per request (callgrind; stable where wall time is not):
@@ -175,6 +176,12 @@ fn per_request(c: &mut Criterion) {
         &mut group,
         "set_request_header_success_response",
         set_request_header(inner_success()),
+        get_empty,
+    );
+    bench_stack(
+        &mut group,
+        "set_request_header_runtime_success_response",
+        set_request_header_runtime(inner_success()),
         get_empty,
     );
     bench_stack(

@@ -7,15 +7,21 @@
 # it (poll_ready, call, polling the future to its answer: not the request building, not
 # criterion), and the count is divided by the number of calls.
 #
+# Each stack is compared with SetRequestHeader on the same request and response: with a value made
+# at run time where the bench has that stack (the empty GET and the SUCCESS answer, issue 13's
+# baselines), else with a static value. Prints a Markdown table and writes the same figures to
+# target/bench-results/hot_path.tsv (`stack<TAB>instructions<TAB>baseline_stack<TAB>baseline_instructions`),
+# which `cargo run --example bench_summary` and `cargo run --example bench_chart` read.
+#
 # Usage: scripts/hot_path_instructions.sh [stack ...]    (default: all stacks of per_request)
-# Needs valgrind. Takes about a minute.
+# Needs valgrind. Takes about two minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
 stacks=${*:-"bare set_request_header set_request_header_runtime add_authorization rwlock_format vault_auth vault_auth_no_replay
 set_request_header_full_body vault_auth_full_body vault_auth_no_replay_full_body
 set_request_header_boxed_body vault_auth_boxed_body set_request_header_boxed_empty vault_auth_boxed_empty
-set_request_header_success_response vault_auth_success_response"}
+set_request_header_success_response set_request_header_runtime_success_response vault_auth_success_response"}
 
 bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*hot_path[^"]*\)".*/\1/p' | tail -n 1)
@@ -39,26 +45,33 @@ for stack in $stacks; do
     ' "$out/$stack.out" >"$out/$stack.per"
 done
 
-# Each stack against SetRequestHeader on the same request and response.
+# The stack each one is compared with: SetRequestHeader on the same request and response.
 baseline() {
     case $1 in
     *_full_body) echo set_request_header_full_body ;;
     *_boxed_body) echo set_request_header_boxed_body ;;
     *_boxed_empty) echo set_request_header_boxed_empty ;;
-    *_success_response) echo set_request_header_success_response ;;
-    *) echo set_request_header ;;
+    *_success_response) echo set_request_header_runtime_success_response ;;
+    *) echo set_request_header_runtime ;;
     esac
 }
-echo "| stack | instructions / request | ratio to SetRequestHeader |"
-echo "|---|---:|---:|"
+
+results=${CARGO_TARGET_DIR:-target}/bench-results
+mkdir -p "$results"
+: >"$out/hot_path.tsv"
+echo "| stack | instructions / request | baseline | ratio to the baseline |"
+echo "|---|---:|---|---:|"
 for stack in $stacks; do
     per=$(cat "$out/$stack.per")
-    base_file="$out/$(baseline "$stack").per"
+    base_stack=$(baseline "$stack")
+    base_file="$out/$base_stack.per"
     base=$( [ -f "$base_file" ] && cat "$base_file" || true)
     if [ -n "$per" ] && [ -n "$base" ]; then
         ratio=$(awk -v a="$per" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
     else
         ratio="—"
     fi
-    echo "| $stack | ${per:-—} | $ratio |"
+    echo "| $stack | ${per:-—} | $base_stack | $ratio |"
+    printf '%s\t%s\t%s\t%s\n' "$stack" "$per" "$base_stack" "$base" >>"$out/hot_path.tsv"
 done
+mv "$out/hot_path.tsv" "$results/hot_path.tsv"
