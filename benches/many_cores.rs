@@ -98,7 +98,8 @@ where
     let start = Instant::now();
     let tasks: Vec<_> = (0..plan.tasks)
         .map(|index| {
-            let count = plan.requests / plan.tasks + usize::from(index < plan.requests % plan.tasks);
+            let count =
+                plan.requests / plan.tasks + usize::from(index < plan.requests % plan.tasks);
             let mut stack = stack.clone();
             let uri = uri.clone();
             tokio::spawn(async move {
@@ -137,9 +138,11 @@ fn measure(threads: usize, plan: Plan) -> Measured {
         let server = Loopback::start(accepts_only(BEARER)).await;
         let uri = server.url("/api/v26.2/objects/users/me");
         let client = client::<Empty<Bytes>>();
-        let layer =
-            VaultAuthLayer::new(&server.base, StaticToken::new(TOKEN).expect("a valid token"))
-                .expect("a loopback Vault");
+        let layer = VaultAuthLayer::new(
+            &server.base,
+            StaticToken::new(TOKEN).expect("a valid token"),
+        )
+        .expect("a loopback Vault");
         let header = set_request_header_runtime(client.clone());
         let vault = vault(&layer, client);
 
@@ -169,7 +172,8 @@ fn measure(threads: usize, plan: Plan) -> Measured {
             rps.push(per_stack);
         }
 
-        let sent = 2 * Pattern::ALL.len() as u64 * (warm.requests + plan.rounds * plan.requests) as u64;
+        let sent =
+            2 * Pattern::ALL.len() as u64 * (warm.requests + plan.rounds * plan.requests) as u64;
         assert_eq!(
             server.answered.counts(),
             (sent, 0),

@@ -50,7 +50,12 @@ impl Waves {
     /// One wave of [`CONCURRENT`] requests made by `make` through `service`, with a token that
     /// is valid or (`revoke`) has just been revoked; the time from the first call to the last
     /// answer read. Panics unless everything happened as described in the module's comment.
-    async fn wave<S, B, R>(&self, service: &S, make: impl Fn() -> Request<B>, revoke: bool) -> Duration
+    async fn wave<S, B, R>(
+        &self,
+        service: &S,
+        make: impl Fn() -> Request<B>,
+        revoke: bool,
+    ) -> Duration
     where
         S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -104,10 +109,21 @@ impl Waves {
         let after = self.handle.status();
         let (now_accepted, now_rejected) = self.answered.counts();
         let n = CONCURRENT as u64;
-        assert_eq!(failed, 0, "{failed} requests failed; before {before:?}, after {after:?}");
-        assert_eq!(now_accepted - accepted, n, "the server accepted every request once");
+        assert_eq!(
+            failed, 0,
+            "{failed} requests failed; before {before:?}, after {after:?}"
+        );
+        assert_eq!(
+            now_accepted - accepted,
+            n,
+            "the server accepted every request once"
+        );
         let (fetches, replays, rejections) = if revoke { (1, n, n) } else { (0, 0, 0) };
-        assert_eq!(now_rejected - rejected, rejections, "rejections at the server");
+        assert_eq!(
+            now_rejected - rejected,
+            rejections,
+            "rejections at the server"
+        );
         assert_eq!(after.fetches - before.fetches, fetches, "fetches");
         assert_eq!(after.replays - before.replays, replays, "replays");
         elapsed
@@ -140,8 +156,9 @@ pub fn run(rounds: usize) {
         let (source, issued) = rotating_source();
         let revoked_through = Arc::new(AtomicU64::new(0));
         let mark = Arc::clone(&revoked_through);
-        let judge: Arc<Judge> =
-            Arc::new(move |value: Option<&HeaderValue>| serial_of(value) > mark.load(Ordering::Acquire));
+        let judge: Arc<Judge> = Arc::new(move |value: Option<&HeaderValue>| {
+            serial_of(value) > mark.load(Ordering::Acquire)
+        });
         let server = Loopback::start(judge).await;
         let uri = server.url("/api/v26.2/vobjects/product__v");
         let layer = VaultAuthLayer::new(&server.base, source).expect("a loopback Vault");
@@ -154,7 +171,8 @@ pub fn run(rounds: usize) {
         let full = vault(&layer, client::<Full<Bytes>>());
         let boxed = vault(&layer, client::<Boxed>());
         let make_full = || post_full(&uri);
-        let make_boxed = || post_full(&uri).map(|body| body.map_err(|never| match never {}).boxed());
+        let make_boxed =
+            || post_full(&uri).map(|body| body.map_err(|never| match never {}).boxed());
 
         // The layer's first fetch.
         let response = full.clone().oneshot(make_full()).await.expect("warm-up");
