@@ -23,8 +23,8 @@
 //! a boxed one (`BoxBody<Bytes, BoxError>`, which the layer records as it is sent), in
 //! interleaved rounds; it prints the medians and writes `target/bench-results/recovery.tsv`.
 //!
-//! Run: `cargo bench --bench recovery` (about 90 seconds; `RECOVERY_HTTP_ROUNDS`, default 30, sets
-//! the HTTP rounds); summary: `cargo run --example bench_summary`.
+//! Run: `cargo bench --bench recovery` (about a minute after the build; `RECOVERY_HTTP_ROUNDS`,
+//! default 30, sets the HTTP rounds); summary: `cargo run --example bench_summary`.
 
 mod common;
 // Only this bench's, kept beside the shared pieces (a file directly under `benches/` would be a

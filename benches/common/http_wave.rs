@@ -14,8 +14,12 @@
 //! saw: for a valid wave 1,000 accepted requests and no fetch; for a revoked wave 1,000 rejected,
 //! 1,000 replays accepted, and exactly one fetch.
 //!
-//! Each round runs the four waves (two bodies, valid and revoked) in an order that rotates from
-//! round to round; the first round is a warm-up (it opens the pool's connections) and is not
+//! A third wave, for comparison, has each of 1,000 tasks send its request twice in a row with a
+//! valid token: the 2,000 exchanges a revoked wave makes, without the layer's recovery (over HTTP
+//! a replay is a second round trip, so this is the floor of a revoked wave).
+//!
+//! Each round runs the six waves (two bodies, three waves) in an order that rotates from round
+//! to round; the first round is a warm-up (it opens the pool's connections) and is not
 //! counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +41,22 @@ use crate::{serial_of, CONCURRENT};
 /// The body types measured, in the order of the report.
 const BODIES: [&str; 2] = ["full", "boxed"];
 
+/// The waves measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wave {
+    /// 1,000 requests with a valid token.
+    Valid,
+    /// 1,000 requests with a token that has just been revoked: one fetch, 1,000 replays.
+    Revoked,
+    /// 1,000 tasks that each send their request twice in a row with a valid token, through the
+    /// same stack: the requests a revoked wave sends, without the layer's recovery.
+    Twice,
+}
+
+impl Wave {
+    const ALL: [Wave; 3] = [Wave::Valid, Wave::Revoked, Wave::Twice];
+}
+
 /// What every wave shares: the layer's handle, the source's count, the revocation mark and the
 /// server's counts.
 struct Waves {
@@ -46,23 +66,41 @@ struct Waves {
     answered: Arc<Answered>,
 }
 
+/// Reads an answer to the end; whether it was a `SUCCESS`.
+async fn read<R>(response: Response<R>) -> bool
+where
+    R: http_body::Body<Error: std::fmt::Debug>,
+{
+    let success = response
+        .headers()
+        .get("x-vaultapi-status")
+        .is_some_and(|status| status == "SUCCESS");
+    let body = response.into_body().collect().await.expect("a body");
+    std::hint::black_box(body);
+    success
+}
+
 impl Waves {
-    /// One wave of [`CONCURRENT`] requests made by `make` through `service`, with a token that
-    /// is valid or (`revoke`) has just been revoked; the time from the first call to the last
-    /// answer read. Panics unless everything happened as described in the module's comment.
+    /// One wave of [`CONCURRENT`] requests (each made by `make`, twice for [`Wave::Twice`])
+    /// through `service`; the time from the first call to the last answer read. Panics unless
+    /// everything happened as described in the module's comment.
     async fn wave<S, B, R>(
         &self,
         service: &S,
         make: impl Fn() -> Request<B>,
-        revoke: bool,
+        wave: Wave,
     ) -> Duration
     where
         S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: std::fmt::Debug + Send,
+        B: Send + 'static,
         R: http_body::Body<Data: Send, Error: std::fmt::Debug> + Send + 'static,
     {
-        let requests: Vec<_> = (0..CONCURRENT).map(|_| make()).collect();
+        let revoke = wave == Wave::Revoked;
+        let requests: Vec<_> = (0..CONCURRENT)
+            .map(|_| (make(), (wave == Wave::Twice).then(&make)))
+            .collect();
         if revoke {
             // A token from an ordinary fetch (see the in-process group: the layer backs off when
             // a token fetched because of a rejection is rejected in turn).
@@ -80,22 +118,25 @@ impl Waves {
 
         let start = Instant::now();
         let mut in_flight = Vec::with_capacity(CONCURRENT);
-        for request in requests {
+        for (request, second) in requests {
             let mut service = service.clone();
-            let ready = service.ready().await.expect("the stack is ready");
-            in_flight.push(ready.call(request));
+            let answer = service
+                .ready()
+                .await
+                .expect("the stack is ready")
+                .call(request);
+            in_flight.push((answer, second.map(|second| (service, second))));
         }
         let tasks: Vec<_> = in_flight
             .into_iter()
-            .map(|answer| {
+            .map(|(answer, second)| {
                 tokio::spawn(async move {
-                    let response = answer.await.expect("the request succeeds");
-                    let success = response
-                        .headers()
-                        .get("x-vaultapi-status")
-                        .is_some_and(|status| status == "SUCCESS");
-                    let body = response.into_body().collect().await.expect("a body");
-                    std::hint::black_box(body);
+                    let mut success = read(answer.await.expect("the request succeeds")).await;
+                    if let Some((mut service, request)) = second {
+                        let ready = service.ready().await.expect("the stack is ready");
+                        let answer = ready.call(request).await.expect("the request succeeds");
+                        success &= read(answer).await;
+                    }
                     success
                 })
             })
@@ -113,16 +154,16 @@ impl Waves {
             failed, 0,
             "{failed} requests failed; before {before:?}, after {after:?}"
         );
-        assert_eq!(
-            now_accepted - accepted,
-            n,
-            "the server accepted every request once"
-        );
-        let (fetches, replays, rejections) = if revoke { (1, n, n) } else { (0, 0, 0) };
+        let (successes, rejections, fetches, replays) = match wave {
+            Wave::Valid => (n, 0, 0, 0),
+            Wave::Revoked => (n, n, 1, n),
+            Wave::Twice => (2 * n, 0, 0, 0),
+        };
+        assert_eq!(now_accepted - accepted, successes, "accepted at the server");
         assert_eq!(
             now_rejected - rejected,
             rejections,
-            "rejections at the server"
+            "rejected at the server"
         );
         assert_eq!(after.fetches - before.fetches, fetches, "fetches");
         assert_eq!(after.replays - before.replays, replays, "replays");
@@ -151,8 +192,8 @@ pub fn run(rounds: usize) {
         .build()
         .expect("a runtime");
     let started = Instant::now();
-    // `[body][valid, revoked]`: the waves' times in ms.
-    let times: [[Vec<f64>; 2]; 2] = runtime.block_on(async {
+    // `[body][wave]`: the waves' times in ms.
+    let times: [[Vec<f64>; 3]; 2] = runtime.block_on(async {
         let (source, issued) = rotating_source();
         let revoked_through = Arc::new(AtomicU64::new(0));
         let mark = Arc::clone(&revoked_through);
@@ -180,17 +221,18 @@ pub fn run(rounds: usize) {
         let (accepted, _) = waves.answered.counts();
         assert_eq!(accepted, 1, "the warm-up request was accepted");
 
-        let mut times: [[Vec<f64>; 2]; 2] = Default::default();
+        let mut times: [[Vec<f64>; 3]; 2] = Default::default();
+        let kinds = BODIES.len() * Wave::ALL.len();
         for round in 0..=rounds {
-            for index in rotated(round, 4) {
-                let (body, revoke) = (index / 2, index % 2 == 1);
+            for index in rotated(round, kinds) {
+                let (body, wave) = (index / Wave::ALL.len(), index % Wave::ALL.len());
                 let took = if body == 0 {
-                    waves.wave(&full, make_full, revoke).await
+                    waves.wave(&full, make_full, Wave::ALL[wave]).await
                 } else {
-                    waves.wave(&boxed, make_boxed, revoke).await
+                    waves.wave(&boxed, make_boxed, Wave::ALL[wave]).await
                 };
                 if round > 0 {
-                    times[body][usize::from(revoke)].push(took.as_secs_f64() * 1000.0);
+                    times[body][wave].push(took.as_secs_f64() * 1000.0);
                 }
             }
         }
@@ -202,17 +244,19 @@ pub fn run(rounds: usize) {
         "\nRevocation wave over HTTP: {CONCURRENT} concurrent POSTs through a hyper-util client to a loopback server, {rounds} interleaved rounds (after a warm-up round), two Tokio workers, {cores} cores, {:.0} s, `cargo bench --bench recovery`\n",
         started.elapsed().as_secs_f64()
     );
-    println!("| body | valid token, ms | just revoked, ms | revoked / valid (medians) | per-round ratio, median [25th–75th] |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| body | valid token, ms | just revoked, ms | revoked / valid (medians) | per-round ratio, median [25th–75th] | each sent twice, ms | revoked / twice (medians) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut tsv = Vec::new();
-    for (name, [valid, revoked]) in BODIES.iter().zip(times) {
+    for (name, [valid, revoked, twice]) in BODIES.iter().zip(times) {
         let per_round = quartiles(revoked.iter().zip(&valid).map(|(r, v)| r / v).collect());
         let (valid, valid_low, valid_high) = quartiles(valid);
         let (revoked, revoked_low, revoked_high) = quartiles(revoked);
+        let (twice, twice_low, twice_high) = quartiles(twice);
         let ratio = revoked / valid;
         let (median, low, high) = per_round;
         println!(
-            "| {name} | {valid:.1} [{valid_low:.1}–{valid_high:.1}] | {revoked:.1} [{revoked_low:.1}–{revoked_high:.1}] | {ratio:.2} | {median:.2} [{low:.2}–{high:.2}] |"
+            "| {name} | {valid:.1} [{valid_low:.1}–{valid_high:.1}] | {revoked:.1} [{revoked_low:.1}–{revoked_high:.1}] | {ratio:.2} | {median:.2} [{low:.2}–{high:.2}] | {twice:.1} [{twice_low:.1}–{twice_high:.1}] | {:.2} |",
+            revoked / twice
         );
         tsv.push(vec![
             (*name).to_owned(),
