@@ -17,6 +17,8 @@
 //! - `set_request_header_runtime`: tower-http `SetRequestHeader` with a value made at run time;
 //! - `vault_auth`: `VaultAuth`, default configuration, with a static token;
 //! - `vault_auth_no_replay`: the same with `.no_replay()`, so the replay copy's cost shows;
+//! - `*_post`: the first three stacks around a client whose body type is `Full<Bytes>`, sending a
+//!   2 KiB JSON POST held in memory (`VaultAuth` copies its bytes for a replay);
 //! - `*_boxed_post`: the same stacks around a client whose body type is
 //!   `BoxBody<Bytes, BoxError>` (what a generic Vault client uses), sending a 2 KiB JSON POST in
 //!   memory; `VaultAuth` records it as it is sent;
@@ -24,7 +26,7 @@
 //!
 //! The server reads every request body to its end before it answers.
 //!
-//! Run: `cargo bench --bench end_to_end` (about 3 seconds after the build).
+//! Run: `cargo bench --bench end_to_end` (about 20 seconds after the build on two busy cores).
 //!
 //! With `END_TO_END_PROFILE=<stack>` it sends [`PROFILED`] requests through that stack inside
 //! `profiled_requests` and nothing else is collected there, for
@@ -66,6 +68,9 @@ enum Which {
     Header,
     Vault,
     NoReplay,
+    PostClient,
+    PostHeader,
+    PostVault,
     BoxedClient,
     BoxedHeader,
     BoxedVault,
@@ -75,11 +80,14 @@ enum Which {
 }
 
 impl Which {
-    const ALL: [Which; 10] = [
+    const ALL: [Which; 13] = [
         Which::Client,
         Which::Header,
         Which::Vault,
         Which::NoReplay,
+        Which::PostClient,
+        Which::PostHeader,
+        Which::PostVault,
         Which::BoxedClient,
         Which::BoxedHeader,
         Which::BoxedVault,
@@ -95,6 +103,9 @@ impl Which {
             Which::Header => "set_request_header_runtime",
             Which::Vault => "vault_auth",
             Which::NoReplay => "vault_auth_no_replay",
+            Which::PostClient => "client_post",
+            Which::PostHeader => "set_request_header_runtime_post",
+            Which::PostVault => "vault_auth_post",
             Which::BoxedClient => "client_boxed_post",
             Which::BoxedHeader => "set_request_header_runtime_boxed_post",
             Which::BoxedVault => "vault_auth_boxed_post",
@@ -108,12 +119,12 @@ impl Which {
     fn attaches(self) -> bool {
         !matches!(
             self,
-            Which::Client | Which::BoxedClient | Which::StreamClient
+            Which::Client | Which::PostClient | Which::BoxedClient | Which::StreamClient
         )
     }
 }
 
-/// The POST the boxed stacks send: 2 KiB of JSON.
+/// The POST the `*_post` and boxed stacks send: 2 KiB of JSON.
 fn post_json() -> Bytes {
     let mut json = String::from(r#"{"data":["#);
     while json.len() < 2030 {
@@ -145,6 +156,17 @@ impl http_body::Body for Chunked {
 enum Shape {
     InMemory,
     Stream,
+}
+
+/// The 2 KiB JSON POST with its body in memory, as `Full<Bytes>`.
+fn full_request(uri: &http::Uri, json: &Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(json.clone()));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request
 }
 
 fn boxed_request(uri: &http::Uri, json: &Bytes, shape: Shape) -> Request<Boxed> {
@@ -274,13 +296,16 @@ async fn finish<R>(service: &mut impl Stack<R>, request: Request<R>) {
     std::hint::black_box(body);
 }
 
-/// The stacks around clones of one client (and of one boxed-body client), and the URIs they ask
-/// for.
-struct Stacks<C, H, V, N, BC, BH, BV> {
+/// The stacks around clones of one client (and of one `Full<Bytes>`-body client, and of one
+/// boxed-body client), and the URIs they ask for.
+struct Stacks<C, H, V, N, PC, PH, PV, BC, BH, BV> {
     client: C,
     header: H,
     vault: V,
     no_replay: N,
+    post_client: PC,
+    post_header: PH,
+    post_vault: PV,
     boxed_client: BC,
     boxed_header: BH,
     boxed_vault: BV,
@@ -289,12 +314,15 @@ struct Stacks<C, H, V, N, BC, BH, BV> {
     json: Bytes,
 }
 
-impl<C, H, V, N, BC, BH, BV> Stacks<C, H, V, N, BC, BH, BV>
+impl<C, H, V, N, PC, PH, PV, BC, BH, BV> Stacks<C, H, V, N, PC, PH, PV, BC, BH, BV>
 where
     C: Stack,
     H: Stack,
     V: Stack,
     N: Stack,
+    PC: Stack<Full<Bytes>>,
+    PH: Stack<Full<Bytes>>,
+    PV: Stack<Full<Bytes>>,
     BC: Stack<Boxed>,
     BH: Stack<Boxed>,
     BV: Stack<Boxed>,
@@ -308,6 +336,18 @@ where
                 Which::Header => send(&mut self.header, &self.uri).await,
                 Which::Vault => send(&mut self.vault, &self.uri).await,
                 Which::NoReplay => send(&mut self.no_replay, &self.uri).await,
+                Which::PostClient => {
+                    let request = full_request(&self.post_uri, &self.json);
+                    finish(&mut self.post_client, request).await
+                }
+                Which::PostHeader => {
+                    let request = full_request(&self.post_uri, &self.json);
+                    finish(&mut self.post_header, request).await
+                }
+                Which::PostVault => {
+                    let request = full_request(&self.post_uri, &self.json);
+                    finish(&mut self.post_vault, request).await
+                }
                 Which::BoxedClient => {
                     let request = post(Shape::InMemory);
                     finish(&mut self.boxed_client, request).await
@@ -364,12 +404,17 @@ fn main() {
         .no_replay()
         .build()
         .expect("a loopback Vault");
+    let posting: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
     let boxed: Client<HttpConnector, Boxed> = Client::builder(TokioExecutor::new()).build_http();
     let mut stacks = Stacks {
         client: client.clone(),
         header: set_request_header_runtime(client.clone()),
         vault: vault(&layer, client.clone()),
         no_replay: vault(&no_replay, client),
+        post_client: posting.clone(),
+        post_header: set_request_header_runtime(posting.clone()),
+        post_vault: vault(&layer, posting),
         boxed_client: boxed.clone(),
         boxed_header: set_request_header_runtime(boxed.clone()),
         boxed_vault: vault(&layer, boxed),
@@ -449,6 +494,11 @@ fn main() {
             "VaultAuth no_replay / SetRequestHeader (run-time value)",
             Which::NoReplay,
             Which::Header,
+        ),
+        (
+            "VaultAuth / SetRequestHeader, 2 KiB POST (Full<Bytes>)",
+            Which::PostVault,
+            Which::PostHeader,
         ),
         (
             "VaultAuth / SetRequestHeader, boxed 2 KiB POST",

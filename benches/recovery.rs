@@ -18,9 +18,19 @@
 //! `recovery/revoked_1000` is that round; `recovery/valid_1000` is the same round without the
 //! revocation (the floor: 1,000 spawned requests that succeed at once).
 //!
-//! Run: `cargo bench --bench recovery`; summary: `cargo run --example bench_summary`.
+//! Then the same wave over HTTP (`http_wave`): a hyper-util client over loopback to a hyper
+//! server that judges tokens the same way, for a small form POST as a `Full<Bytes>` body and as
+//! a boxed one (`BoxBody<Bytes, BoxError>`, which the layer records as it is sent), in
+//! interleaved rounds; it prints the medians and writes `target/bench-results/recovery.tsv`.
+//!
+//! Run: `cargo bench --bench recovery` (about a minute after the build; `RECOVERY_HTTP_ROUNDS`,
+//! default 30, sets the HTTP rounds); summary: `cargo run --example bench_summary`.
 
 mod common;
+// Only this bench's, kept beside the shared pieces (a file directly under `benches/` would be a
+// bench target of its own).
+#[path = "common/http_wave.rs"]
+mod http_wave;
 
 use std::convert::Infallible;
 use std::future::ready;
@@ -30,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
@@ -47,9 +57,12 @@ const INVALID_SESSION_BODY: &str = r#"{"responseStatus":"FAILURE","errors":[{"ty
 
 /// The serial number of a token from `rotating_source`, read from its header.
 fn serial(request: &Request<Full<Bytes>>) -> u64 {
-    request
-        .headers()
-        .get(AUTHORIZATION)
+    serial_of(request.headers().get(AUTHORIZATION))
+}
+
+/// The serial number in an `Authorization` value of a token from `rotating_source` (0 if none).
+fn serial_of(value: Option<&HeaderValue>) -> u64 {
+    value
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer veeva-vault-rotated-"))
         .and_then(|serial| serial.parse().ok())
@@ -170,4 +183,12 @@ criterion_group! {
     config = common::criterion(Duration::from_secs(3));
     targets = recovery
 }
-criterion_main!(benches);
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo test --benches` runs bench targets with `--bench` absent: the criterion group runs
+    // each benchmark once then; the HTTP rounds do not run.
+    if std::env::args().any(|arg| arg == "--bench") {
+        http_wave::run(common::results::env_count("RECOVERY_HTTP_ROUNDS", 30));
+    }
+}

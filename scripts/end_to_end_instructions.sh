@@ -6,20 +6,65 @@
 # (benches/end_to_end.rs) when END_TO_END_PROFILE names the stack; callgrind collects only inside
 # it, and the count is divided by the number of requests the binary reports.
 #
-# Usage: scripts/end_to_end_instructions.sh [stack ...]
-#        (default: every stack; each is compared with the client alone sending the same request:
-#        `client`, `client_boxed_post` or `client_boxed_stream`)
-# Needs valgrind. Takes about ten seconds once the bench is built (the first build takes a few
+# Each stack is compared with the client alone sending the same request: a stack's name is a
+# base (`client`, `set_request_header_runtime`, `vault_auth`, `vault_auth_no_replay`) and a
+# request shape (nothing: an empty GET; `_post`: a 2 KiB JSON POST as `Full<Bytes>`;
+# `_boxed_post`: the same POST boxed; `_boxed_stream`: the same as a boxed stream of unknown
+# length), and its baseline is `client` with the same shape.
+#
+# Prints a table, then per shape the issue's figure: what VaultAuth adds over what
+# SetRequestHeader (run-time value) adds, as a share of the client alone,
+# (vault_auth - set_request_header_runtime) / client * 100 (target: at most 1.0 %). Writes
+# `target/bench-results/end_to_end.tsv` (under CARGO_TARGET_DIR when set), one line per stack:
+# stack, instructions, baseline stack, baseline instructions (`-` when the baseline was not run).
+#
+# Usage: scripts/end_to_end_instructions.sh [stack ...]   (default: every stack)
+# Needs valgrind. Takes one to two minutes once the bench is built (the first build takes a few
 # minutes).
 set -eu
 cd "$(dirname "$0")/.."
 
 stacks=${*:-"client set_request_header_runtime vault_auth vault_auth_no_replay
+client_post set_request_header_runtime_post vault_auth_post
 client_boxed_post set_request_header_runtime_boxed_post vault_auth_boxed_post
 client_boxed_stream set_request_header_runtime_boxed_stream vault_auth_boxed_stream"}
+shapes="get post boxed_post boxed_stream"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+results=${CARGO_TARGET_DIR:-target}/bench-results
+
+# The shape of a stack, from its name's suffix.
+shape() {
+    case $1 in
+    *_boxed_post) echo boxed_post ;;
+    *_boxed_stream) echo boxed_stream ;;
+    *_post) echo post ;;
+    *) echo get ;;
+    esac
+}
+
+# The name of `base` sending requests of shape `$2`.
+named() {
+    case $2 in
+    get) echo "$1" ;;
+    *) echo "$1_$2" ;;
+    esac
+}
+
+# The count of a stack already measured, or nothing.
+count() {
+    eval "echo \${count_$1:-}"
+}
+
+for stack in $stacks; do
+    case $stack in
+    '' | *[!a-z_]*)
+        echo "not a stack name: $stack" >&2
+        exit 1
+        ;;
+    esac
+done
 
 if ! cargo bench --bench end_to_end --no-run --message-format=json >"$out/build.json"; then
     echo "could not build the end_to_end bench (cargo's errors are above)" >&2
@@ -28,8 +73,6 @@ fi
 bin=$(sed -n 's/.*"executable":"\([^"]*end_to_end[^"]*\)".*/\1/p' "$out/build.json" | tail -n 1)
 [ -x "$bin" ] || { echo "cargo built no end_to_end bench binary" >&2; exit 1; }
 
-echo "| stack | instructions / request | over the client alone |"
-echo "|---|---:|---:|"
 for stack in $stacks; do
     if ! END_TO_END_PROFILE=$stack valgrind --tool=callgrind --toggle-collect='*profiled_requests*' \
         --log-file="$out/$stack.log" --callgrind-out-file="$out/$stack.out" \
@@ -46,20 +89,39 @@ for stack in $stacks; do
         exit 1
         ;;
     esac
+    eval "count_$stack=$per"
+done
+
+mkdir -p "$results"
+: >"$out/end_to_end.tsv"
+echo "| stack | instructions / request | over the client alone |"
+echo "|---|---:|---:|"
+for stack in $stacks; do
+    per=$(count "$stack")
+    baseline=$(named client "$(shape "$stack")")
+    base=$(count "$baseline")
     case $stack in
-    *_boxed_post) kind=post ;;
-    *_boxed_stream) kind=stream ;;
-    *) kind=get ;;
-    esac
-    case $stack in
-    client*)
-        eval "client_$kind=$per"
-        over="—"
-        ;;
-    *)
-        base=$(eval "echo \${client_$kind:-}")
-        if [ -n "$base" ]; then over="+$((per - base))"; else over="—"; fi
-        ;;
+    client*) over="—" ;;
+    *) if [ -n "$base" ]; then over="+$((per - base))"; else over="—"; fi ;;
     esac
     echo "| $stack | $per | $over |"
+    printf '%s\t%s\t%s\t%s\n' "$stack" "$per" "$baseline" "${base:--}" >>"$out/end_to_end.tsv"
 done
+cp "$out/end_to_end.tsv" "$results/end_to_end.tsv"
+
+echo
+echo "| request | client alone | SetRequestHeader adds | VaultAuth adds | (VaultAuth − SetRequestHeader) / client | target ≤ 1.0 % |"
+echo "|---|---:|---:|---:|---:|---|"
+for shape in $shapes; do
+    client=$(count "$(named client "$shape")")
+    header=$(count "$(named set_request_header_runtime "$shape")")
+    vault=$(count "$(named vault_auth "$shape")")
+    [ -n "$client" ] && [ -n "$header" ] && [ -n "$vault" ] || continue
+    awk -v shape="$shape" -v c="$client" -v h="$header" -v v="$vault" 'BEGIN {
+        share = (v - h) / c * 100
+        printf "| %s | %d | +%d | +%d | %.2f %% | %s |\n", shape, c, h - c, v - c, share,
+            (share <= 1.0 ? "met" : "missed")
+    }'
+done
+echo
+echo "Written: $results/end_to_end.tsv"

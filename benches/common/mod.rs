@@ -1,11 +1,15 @@
 //! Pieces shared by the benches: the immediately-ready inner services, the requests, the anchors'
 //! `RwLock<String>` + `format!` pattern as a tower service, the stacks under comparison, a manual
 //! poller (no runtime on the measured path), the thread harness for the throughput groups, and the
-//! interleaved rounds' order and statistics.
+//! interleaved rounds' order and statistics; [`loopback`], a Vault-like server on
+//! `127.0.0.1`; [`results`], the files the benches write for scripts.
 //!
 //! Every variant goes through the same helpers, so the measurement overhead is identical across
 //! them; only the middleware differs.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod loopback;
+pub mod results;
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
