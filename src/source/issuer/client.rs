@@ -14,6 +14,8 @@ use super::config::WallClock;
 use super::dates::parse_http_date;
 use super::error::{IssuerError, IssuerErrorKind};
 use super::transport::Transport;
+#[cfg(feature = "rustls")]
+use crate::trace::event;
 
 /// The largest answer the issuer reads.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -137,12 +139,11 @@ impl Http {
             )
         })?;
         let exchange = async {
-            let response = self.transport.send(request).await.map_err(|err| {
-                IssuerError::new(
-                    IssuerErrorKind::Transport,
-                    format!("could not reach Vault: {err}"),
-                )
-            })?;
+            let response = self
+                .transport
+                .send(request)
+                .await
+                .map_err(|err| unreachable(&*err))?;
             self.note_date(response.headers().get(DATE));
             let status = response.status();
             let body = read_bounded(response.into_body()).await?;
@@ -176,6 +177,23 @@ impl Http {
         self.skew.store(skew, Ordering::Relaxed);
         self.skew_known.store(true, Ordering::Relaxed);
     }
+}
+
+/// Why a call got no answer: a failed TLS handshake (typed, not retryable), or any other
+/// failure to reach Vault.
+fn unreachable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> IssuerError {
+    #[cfg(feature = "rustls")]
+    if let Some(why) = super::tls::handshake_failure(err) {
+        event!(warn, why = %why, "the TLS handshake with vault failed");
+        return IssuerError::new(
+            IssuerErrorKind::Tls,
+            format!("the TLS handshake with Vault failed: {why}"),
+        );
+    }
+    IssuerError::new(
+        IssuerErrorKind::Transport,
+        format!("could not reach Vault: {err}"),
+    )
 }
 
 /// An answer's body, at most [`MAX_ANSWER_BYTES`] of it.
