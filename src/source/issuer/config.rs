@@ -335,8 +335,11 @@ impl VaultIssuerBuilder {
     /// Issues tokens for the sandbox called `name` (as on the My Vaults page) through this
     /// (production) Vault; `sandbox_url` is the sandbox's own address, where its tokens are used
     /// and revoked (revocations there are made with the newest token issued for it). The cap is
-    /// not managed for a sandbox: a refused create is reported as it is
-    /// ([`CreateRefused`](super::IssuerErrorKind::CreateRefused)).
+    /// managed as for any Vault, in the sandbox: when a create is refused while the user holds
+    /// 25 active tokens there, the issuer lists them (VQL, in the sandbox, with its newest token
+    /// there) and revokes the oldest of its own. Before it holds a token in the sandbox (at its
+    /// first issue) it cannot look, and a refused create is
+    /// [`CreateRefused`](super::IssuerErrorKind::CreateRefused), saying so.
     #[must_use]
     pub fn sandbox(mut self, name: &str, sandbox_url: &str) -> Self {
         self.sandbox = Some((name.to_owned(), sandbox_url.to_owned()));
