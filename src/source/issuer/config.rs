@@ -476,7 +476,7 @@ impl VaultIssuerBuilder {
             self.tls.client_config().map_err(IssuerConfigError::new)?
         };
         #[cfg(not(feature = "rustls"))]
-        let tls = ();
+        let tls = super::transport::Tls;
         Ok(VaultIssuer::from_config(Config {
             base,
             authority,

@@ -22,9 +22,10 @@ type Connector = HttpConnector;
 /// The TLS configuration of the issuer's own client: `None` for the bundled webpki roots.
 #[cfg(feature = "rustls")]
 pub(super) type Tls = Option<Arc<rustls::ClientConfig>>;
-/// Without the `rustls` feature the client speaks plain http only.
+/// Without the `rustls` feature the client speaks plain http only: nothing to configure.
 #[cfg(not(feature = "rustls"))]
-pub(super) type Tls = ();
+#[derive(Clone)]
+pub(super) struct Tls;
 
 /// An answer's body, whatever the transport's.
 pub(super) type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -41,7 +42,6 @@ impl Transport {
     /// The issuer's own client: plain http (to loopback, as the builder checks), or https with
     /// the `rustls` feature: with `tls` when the builder was given roots or a configuration,
     /// else with the bundled webpki roots.
-    #[cfg_attr(not(feature = "rustls"), allow(clippy::needless_pass_by_value))]
     pub(super) fn hyper(tls: Tls) -> Transport {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -55,7 +55,7 @@ impl Transport {
         .enable_http1()
         .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
-        let ((), connector) = (tls, http);
+        let (Tls, connector) = (tls, http);
         let client: Client<Connector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(connector);
         Transport(Arc::new(move |request| {
