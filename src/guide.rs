@@ -21,11 +21,19 @@
 //!
 //! Issuing through Vault's API: `POST /api/{version}/objects/users/me/api_access_token__sys` with
 //! a form body `name__v=…` (and `expiry_date__v=YYYY-MM-DDTHH:MM:SSZ`) and an existing credential
-//! answers `{"data":{"token__sys":"veeva-vault-…"}}`; wrap that call in a `RotatingToken` and give
-//! the token its expiry. Each user holds at most **25 active tokens**, so an issuer that creates a
-//! token per process start, or per renewal, must revoke the ones it no longer uses
-//! (`DELETE /api/{version}/vobjects/api_access_token__sys` with `[{"id":"…"}]`), or give them short
-//! expiries.
+//! answers `{"data":{"token__sys":"veeva-vault-…"}}`. Each user holds at most **25 active
+//! tokens**, so an issuer that creates a token per process start, or per renewal, must revoke the
+//! ones it no longer uses (`DELETE /api/{version}/vobjects/api_access_token__sys` with
+//! `[{"id":"…"}]`). [`VaultIssuer`](crate::source::VaultIssuer) (feature `issuer`) does all of it:
+//! it issues from one long-lived credential, revokes what it superseded after a grace period,
+//! makes room under the cap (a sandbox's too) by revoking only its own oldest tokens, and wipes
+//! the session ids and tokens Vault answers with. Its https client (feature `rustls`) trusts the
+//! bundled webpki roots; behind a TLS-inspecting proxy with a private CA, add that CA with
+//! [`tls_root_certificates_pem`](crate::source::VaultIssuerBuilder::tls_root_certificates_pem)
+//! (or give a whole rustls `ClientConfig` with
+//! [`tls_client_config`](crate::source::VaultIssuerBuilder::tls_client_config)); a certificate no
+//! trusted root vouches for is a final
+//! [`IssuerErrorKind::Tls`](crate::source::IssuerErrorKind::Tls), never a retry loop.
 //!
 //! # Where the layer goes in a stack
 //!
@@ -158,4 +166,6 @@
 //! |---|---|---|
 //! | `tracing` | events and spans (target `veeva_vault_auth`) for fetches, renewals, expiries, re-acquisitions, replays, refusals and failures, with generations and expiries but never a token | `tracing` |
 //! | `reqwest` | `VaultAuthMiddleware` (from `VaultAuthLayer::middleware`) for reqwest-middleware chains, sharing the layer's cache | `reqwest` (no TLS feature of its own), `reqwest-middleware`, `async-trait` |
+//! | `issuer` | [`VaultIssuer`](crate::source::VaultIssuer): tokens issued, renewed and revoked through Vault's API, over its own hyper-util client (plain http to loopback only) or your tower service | `hyper`, `hyper-util` |
+//! | `rustls` | https for the issuer's own client: bundled webpki roots, plus root certificates you add (a private CA), or your own rustls `ClientConfig` | `hyper-rustls`, `rustls`, `webpki-roots` (ring) |
 //! | `test-util` | `testing::VaultStandIn`, a Vault stand-in on loopback, for your own tests | `hyper`, `hyper-util` |

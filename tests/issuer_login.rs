@@ -15,7 +15,7 @@ use veeva_vault_auth::source::{
     IssuerError, IssuerErrorKind, StaticToken, TokenSource, VaultIssuer,
 };
 use veeva_vault_auth::testing::{UserState, VaultStandIn};
-use veeva_vault_auth::VaultAuthLayer;
+use veeva_vault_auth::{Backoff, BoxError, TokenUnavailable, VaultAuthLayer};
 
 const PREFIX: &str = "login-test";
 const SVC: &str = "svc@example.com";
@@ -91,19 +91,58 @@ async fn the_session_is_reused_across_rotations_and_ended_on_shutdown() {
     assert_eq!(kind(&err), IssuerErrorKind::ShutDown);
 }
 
-/// A storm: every session and every issued token is killed again and again. Logins stay at one a
-/// minute (the issuer's pacing), and Vault's own limit (`API_LIMIT_EXCEEDED`) is waited out to the
-/// next minute.
+/// Sends one request through `client` in a task of its own and waits for it without moving the
+/// clock (failing the test, not hanging it, if it ever waited on paused time).
+async fn send_and_wait(client: &AuthClient, url: &str) -> Result<String, BoxError> {
+    let task = tokio::spawn({
+        let (client, url) = (client.clone(), url.to_owned());
+        async move {
+            let response = send(&client, get(&url)).await?;
+            Ok::<_, BoxError>(response.headers()["x-vaultapi-status"].to_str()?.to_owned())
+        }
+    });
+    eventually("the request's answer", || task.is_finished()).await;
+    task.await.unwrap()
+}
+
+/// The issuer's error behind a request that failed for want of a token, if the issuer failed.
+fn issuer_kind_of(err: &BoxError) -> Option<IssuerErrorKind> {
+    let unavailable = err.downcast_ref::<TokenUnavailable>().expect("no token");
+    unavailable.source_error().map(kind)
+}
+
+/// A layer that asks its source again soon after a failure (every 2 to 5 s) and never makes a
+/// request wait out a backoff.
+fn stormy_layer(vault: &VaultStandIn, issuer: &VaultIssuer) -> VaultAuthLayer {
+    VaultAuthLayer::builder(&vault.base_url(), issuer.clone())
+        .backoff(Backoff::new(Duration::from_secs(2), Duration::from_secs(5)))
+        .fetch_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+/// A storm through the layer, over real HTTP: every 5 s every session and every issued token is
+/// killed and a request is sent, which Vault rejects, so the layer asks the issuer again. Logins
+/// stay at one a minute (the issuer's pacing), and Vault's own limit (`API_LIMIT_EXCEEDED`) is
+/// waited out to the next minute.
 #[tokio::test(start_paused = true)]
 async fn logins_stay_within_the_limit_in_a_storm() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     vault.add_user(SVC, PASSWORD);
     let issuer = password_issuer(&vault);
+    let layer = stormy_layer(&vault, &issuer);
+    let handle = layer.handle();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+    assert_eq!(send_and_wait(&client, &url).await.unwrap(), "SUCCESS");
     let start = tokio::time::Instant::now();
-    let mut logins_at = Vec::new();
-    let mut seen = 0;
+    let mut logins_at = vec![0];
+    let mut seen = count(&vault, is_login);
+    assert_eq!(seen, 1);
+    let (mut served, mut refused) = (0, 0);
     for _ in 0..(5 * 60 / 5) {
+        tokio::time::advance(Duration::from_secs(5)).await;
         vault.end_all_sessions();
         for token in vault
             .tokens()
@@ -112,8 +151,23 @@ async fn logins_stay_within_the_limit_in_a_storm() {
         {
             vault.revoke_id(&token.id);
         }
-        let result = issuer.fetch().await;
-        if let Err(err) = &result {
+        match send_and_wait(&client, &url).await {
+            Ok(status) if status == "SUCCESS" => served += 1,
+            // Rejected, and the issuer had nothing new: Vault's answer is passed on.
+            Ok(_) => refused += 1,
+            Err(err) => {
+                refused += 1;
+                if let Some(kind) = issuer_kind_of(&err) {
+                    assert_eq!(kind, IssuerErrorKind::LoginLimited, "{err}");
+                }
+                assert!(err
+                    .downcast_ref::<TokenUnavailable>()
+                    .unwrap()
+                    .is_retryable());
+            }
+        }
+        if let Some(last) = handle.status().last_error {
+            let err = last.source_error().expect("the issuer failed");
             assert_eq!(kind(err), IssuerErrorKind::LoginLimited, "{err}");
             assert!(err.is_retryable());
         }
@@ -122,7 +176,6 @@ async fn logins_stay_within_the_limit_in_a_storm() {
             logins_at.push(start.elapsed().as_secs());
             seen = now;
         }
-        tokio::time::advance(Duration::from_secs(5)).await;
     }
     assert!(logins_at.len() >= 4, "{logins_at:?}");
     for pair in logins_at.windows(2) {
@@ -131,6 +184,18 @@ async fn logins_stay_within_the_limit_in_a_storm() {
             "two logins within a minute: {logins_at:?}"
         );
     }
+    assert_eq!(issuer.stats().logins, seen as u64);
+    // Each login served the request that made it; the others were refused, not stormed.
+    assert!(
+        served >= logins_at.len() - 1,
+        "served {served}, {logins_at:?}"
+    );
+    assert!(refused > served, "refused {refused}, served {served}");
+    // The layer asked the issuer at every tick: after each rejection of a served token, and
+    // for every request that found none.
+    let status = handle.status();
+    assert!(status.fetches > 60, "{status:?}");
+    assert!(status.reacquisitions >= served as u64, "{status:?}");
 
     // Vault's own limit: one login a minute allowed, the issuer's pacing off.
     let vault = VaultStandIn::start().await.unwrap();
@@ -145,20 +210,36 @@ async fn logins_stay_within_the_limit_in_a_storm() {
         .wall_clock(wall_clock(0))
         .build()
         .unwrap();
-    assert!(issuer.fetch().await.is_ok());
+    let layer = stormy_layer(&vault, &issuer);
+    let handle = layer.handle();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+    assert_eq!(send_and_wait(&client, &url).await.unwrap(), "SUCCESS");
     tokio::time::advance(Duration::from_secs(10)).await;
     vault.end_all_sessions();
-    let err = issuer.fetch().await.unwrap_err();
-    let limited = IssuerError::from_source(&err).unwrap();
+    for token in vault.tokens().into_iter().filter(|t| t.active) {
+        vault.revoke_id(&token.id);
+    }
+    let answer = send_and_wait(&client, &url).await;
+    assert!(!matches!(answer.as_deref(), Ok("SUCCESS")), "{answer:?}");
+    let last = handle.status().last_error.expect("the issuer failed");
+    let limited = IssuerError::from_source(last.source_error().unwrap()).unwrap();
     assert_eq!(limited.kind(), IssuerErrorKind::LoginLimited);
     assert_eq!(limited.vault_error_type(), Some("API_LIMIT_EXCEEDED"));
     assert_eq!(limited.retry_after(), Some(Duration::from_secs(50)));
-    // Until the next minute, no login is even tried.
-    tokio::time::advance(Duration::from_secs(49)).await;
-    assert!(issuer.fetch().await.is_err());
     assert_eq!(count(&vault, is_login), 2);
-    tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(issuer.fetch().await.is_ok());
+    // Until the next minute, requests fail and no login is even tried, however often the layer
+    // asks.
+    // (Steps of 5 s, the layer's longest backoff: a request never has a backoff to wait out.)
+    for second in (15..60).step_by(5) {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let answer = send_and_wait(&client, &url).await;
+        assert!(!matches!(answer.as_deref(), Ok("SUCCESS")), "at {second} s");
+    }
+    assert_eq!(count(&vault, is_login), 2);
+    assert!(handle.status().fetches >= 10, "the layer kept asking");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(send_and_wait(&client, &url).await.unwrap(), "SUCCESS");
     assert_eq!(count(&vault, is_login), 3);
 }
 

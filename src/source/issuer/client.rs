@@ -9,11 +9,14 @@ use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::config::WallClock;
 use super::dates::parse_http_date;
 use super::error::{IssuerError, IssuerErrorKind};
 use super::transport::Transport;
+#[cfg(feature = "rustls")]
+use crate::trace::event;
 
 /// The largest answer the issuer reads.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -26,9 +29,35 @@ pub(super) enum Auth<'a> {
 }
 
 /// What Vault answered: its JSON (any HTTP status), and its `responseStatus`.
-#[derive(Debug)]
+///
+/// The JSON may hold a session id (a login's answer) or a token (a create's): every string in it
+/// is wiped when the answer is dropped. No `Debug`, for the same reason.
 pub(super) struct Answer {
     pub(super) json: Value,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        wipe_strings(&mut self.json);
+    }
+}
+
+/// Zeroes every string of `json`, keys included. Parsed JSON nests at most 128 deep
+/// (serde_json's limit), so the recursion is bounded.
+pub(super) fn wipe_strings(json: &mut Value) {
+    use zeroize::Zeroize;
+    match json {
+        Value::String(text) => text.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        Value::Object(map) => {
+            let fields = std::mem::take(map);
+            for (mut key, mut value) in fields {
+                key.zeroize();
+                wipe_strings(&mut value);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 impl Answer {
@@ -137,15 +166,16 @@ impl Http {
             )
         })?;
         let exchange = async {
-            let response = self.transport.send(request).await.map_err(|err| {
-                IssuerError::new(
-                    IssuerErrorKind::Transport,
-                    format!("could not reach Vault: {err}"),
-                )
-            })?;
+            let response = self
+                .transport
+                .send(request)
+                .await
+                .map_err(|err| unreachable(&*err))?;
             self.note_date(response.headers().get(DATE));
             let status = response.status();
             let body = read_bounded(response.into_body()).await?;
+            // Strings without escapes (as session ids and tokens are) are copied out of `body`
+            // once, into the JSON, which the answer wipes.
             let json = serde_json::from_slice::<Value>(&body).map_err(|_| {
                 IssuerError::new(
                     IssuerErrorKind::Transport,
@@ -178,20 +208,50 @@ impl Http {
     }
 }
 
-/// An answer's body, at most [`MAX_ANSWER_BYTES`] of it.
-async fn read_bounded(mut body: super::transport::AnyBody) -> Result<Vec<u8>, IssuerError> {
+/// Why a call got no answer: a failed TLS handshake (typed, not retryable), or any other
+/// failure to reach Vault.
+fn unreachable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> IssuerError {
+    #[cfg(feature = "rustls")]
+    if let Some(why) = super::tls::handshake_failure(err) {
+        event!(warn, why = %why, "the TLS handshake with vault failed");
+        return IssuerError::new(
+            IssuerErrorKind::Tls,
+            format!("the TLS handshake with Vault failed: {why}"),
+        );
+    }
+    IssuerError::new(
+        IssuerErrorKind::Transport,
+        format!("could not reach Vault: {err}"),
+    )
+}
+
+/// An answer's body, at most [`MAX_ANSWER_BYTES`] of it, in memory that is wiped when dropped
+/// (a login's answer holds a session id, a create's a token). The buffer never grows in place:
+/// a bigger one is made, the bytes copied, and the old one wiped, so no copy is left behind.
+async fn read_bounded(
+    mut body: super::transport::AnyBody,
+) -> Result<Zeroizing<Vec<u8>>, IssuerError> {
     let unreadable = || {
         IssuerError::new(
             IssuerErrorKind::Transport,
             "Vault's answer could not be read (cut off, or over 1 MiB)",
         )
     };
-    let mut bytes = Vec::new();
+    let expected = usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(0);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(expected.min(MAX_ANSWER_BYTES)));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| unreadable())?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_ANSWER_BYTES {
+            let needed = bytes.len() + data.len();
+            if needed > MAX_ANSWER_BYTES {
                 return Err(unreadable());
+            }
+            if needed > bytes.capacity() {
+                let room = needed.max(2 * bytes.capacity()).min(MAX_ANSWER_BYTES);
+                let mut bigger = Zeroizing::new(Vec::with_capacity(room));
+                bigger.extend_from_slice(&bytes);
+                // The old buffer is wiped as it drops here.
+                bytes = bigger;
             }
             bytes.extend_from_slice(&data);
         }
@@ -241,6 +301,16 @@ fn encode_into(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_string_of_an_answer_is_wiped() {
+        let mut json = serde_json::json!(["secret-session", 7, [{"token__sys": "veeva-vault-x"}]]);
+        wipe_strings(&mut json);
+        assert_eq!(json, serde_json::json!(["", 7, [{}]]));
+        let mut text = Value::String("secret".to_owned());
+        wipe_strings(&mut text);
+        assert_eq!(text, Value::String(String::new()));
+    }
 
     #[test]
     fn forms_are_percent_encoded() {

@@ -92,6 +92,7 @@ pub(super) struct Config {
     pub(super) min_login_interval: Duration,
     pub(super) revoke_retry: Duration,
     pub(super) transport: Option<super::transport::Transport>,
+    pub(super) tls: super::transport::Tls,
 }
 
 impl Config {
@@ -130,6 +131,8 @@ pub struct VaultIssuerBuilder {
     revoke_retry: Duration,
     transport: Option<super::transport::Transport>,
     any_scheme: bool,
+    #[cfg(feature = "rustls")]
+    tls: super::tls::TlsSettings,
 }
 
 impl fmt::Debug for VaultIssuerBuilder {
@@ -162,6 +165,8 @@ impl VaultIssuerBuilder {
             revoke_retry: Duration::from_secs(30),
             transport: None,
             any_scheme: false,
+            #[cfg(feature = "rustls")]
+            tls: super::tls::TlsSettings::default(),
         }
     }
 
@@ -188,6 +193,57 @@ impl VaultIssuerBuilder {
     {
         self.transport = Some(super::transport::Transport::service(service));
         self.any_scheme = true;
+        self
+    }
+
+    /// Trusts the root certificates in `pem` (every `CERTIFICATE` block of PEM text, such as a
+    /// corporate proxy's private CA file) for the issuer's own https client, besides the bundled
+    /// webpki roots. Can be called more than once. A text without a certificate, or with one
+    /// that cannot be read, makes [`build`](Self::build) fail.
+    ///
+    /// Needed when something between the issuer and Vault (a TLS-inspecting proxy) presents a
+    /// certificate of a private CA; tests use it to trust a certificate they made.
+    ///
+    /// ```
+    /// # fn demo(ca_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// use veeva_vault_auth::source::{EnvToken, VaultIssuer};
+    ///
+    /// let issuer = VaultIssuer::builder("https://myvault.veevavault.com")
+    ///     .bootstrap_token(EnvToken::from_var("VAULT_BOOTSTRAP_TOKEN"))
+    ///     .tls_root_certificates_pem(ca_pem) // e.g. std::fs::read("/etc/ssl/acme-proxy-ca.pem")?
+    ///     .build()?;
+    /// # let _ = issuer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    #[must_use]
+    pub fn tls_root_certificates_pem(mut self, pem: &[u8]) -> Self {
+        self.tls.add_pem(pem);
+        self
+    }
+
+    /// Trusts one DER-encoded root certificate for the issuer's own https client, besides the
+    /// bundled webpki roots (as [`tls_root_certificates_pem`](Self::tls_root_certificates_pem)).
+    /// One that is not a usable certificate makes [`build`](Self::build) fail.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    #[must_use]
+    pub fn tls_root_certificate_der(mut self, der: &[u8]) -> Self {
+        self.tls.add_der(der);
+        self
+    }
+
+    /// Connects the issuer's own https client with your rustls 0.23 `ClientConfig` (its roots
+    /// and verifier, client certificates, protocol versions), in place of the bundled webpki
+    /// roots. Not together with the root certificate settings (then [`build`](Self::build)
+    /// fails): put them in your configuration's root store.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    #[must_use]
+    pub fn tls_client_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls.set_config(config);
         self
     }
 
@@ -279,8 +335,11 @@ impl VaultIssuerBuilder {
     /// Issues tokens for the sandbox called `name` (as on the My Vaults page) through this
     /// (production) Vault; `sandbox_url` is the sandbox's own address, where its tokens are used
     /// and revoked (revocations there are made with the newest token issued for it). The cap is
-    /// not managed for a sandbox: a refused create is reported as it is
-    /// ([`CreateRefused`](super::IssuerErrorKind::CreateRefused)).
+    /// managed as for any Vault, in the sandbox: when a create is refused while the user holds
+    /// 25 active tokens there, the issuer lists them (VQL, in the sandbox, with its newest token
+    /// there) and revokes the oldest of its own. Before it holds a token in the sandbox (at its
+    /// first issue) it cannot look, and a refused create is
+    /// [`CreateRefused`](super::IssuerErrorKind::CreateRefused), saying so.
     #[must_use]
     pub fn sandbox(mut self, name: &str, sandbox_url: &str) -> Self {
         self.sandbox = Some((name.to_owned(), sandbox_url.to_owned()));
@@ -338,8 +397,10 @@ impl VaultIssuerBuilder {
     /// # Errors
     ///
     /// A URL that is not `https://host[:port]` (or `http://` to a loopback address), an
-    /// `https` URL without the `rustls` feature or an [`http_service`](Self::http_service), no bootstrap credential, an empty name prefix,
-    /// a lifetime under two minutes, or a client id Vault would refuse.
+    /// `https` URL without the `rustls` feature or an [`http_service`](Self::http_service), no
+    /// bootstrap credential, an empty name prefix, a lifetime under two minutes, a client id
+    /// Vault would refuse, or TLS settings that cannot work (a root certificate that cannot be
+    /// read, roots and a whole `ClientConfig` together, either with an `http_service`).
     pub fn build(self) -> Result<VaultIssuer, IssuerConfigError> {
         let tls = self.any_scheme || cfg!(feature = "rustls");
         let (base, authority) = base_url(&self.url, tls)?;
@@ -405,6 +466,17 @@ impl VaultIssuerBuilder {
         if !version_ok {
             return Err(IssuerConfigError::new("an API version looks like v26.2"));
         }
+        #[cfg(feature = "rustls")]
+        let tls = {
+            if self.tls.is_set() && self.transport.is_some() {
+                return Err(IssuerConfigError::new(
+                    "TLS settings are for the issuer's own client: with an http_service, configure TLS in your service",
+                ));
+            }
+            self.tls.client_config().map_err(IssuerConfigError::new)?
+        };
+        #[cfg(not(feature = "rustls"))]
+        let tls = super::transport::Tls;
         Ok(VaultIssuer::from_config(Config {
             base,
             authority,
@@ -422,6 +494,7 @@ impl VaultIssuerBuilder {
             min_login_interval: self.min_login_interval,
             revoke_retry: self.revoke_retry.max(Duration::from_millis(100)),
             transport: self.transport,
+            tls,
         }))
     }
 }

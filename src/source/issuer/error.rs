@@ -59,6 +59,12 @@ pub enum IssuerErrorKind {
     /// Vault could not be reached, timed out, or answered something that is not Vault's JSON.
     /// Retryable.
     Transport,
+    /// The TLS handshake with Vault (or the login host) failed, most often because no trusted
+    /// root vouches for the certificate it presented (a TLS-inspecting proxy with a private CA:
+    /// trust it with [`tls_root_certificates_pem`](super::VaultIssuerBuilder::tls_root_certificates_pem)).
+    /// The message says what rustls found. Not retryable: a person must fix the trust. Detected
+    /// on the issuer's own client (feature `rustls`).
+    Tls,
     /// The issuer was shut down.
     ShutDown,
 }

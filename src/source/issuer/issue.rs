@@ -88,10 +88,7 @@ impl Core {
                     error_type,
                     message,
                 } => {
-                    if made_room
-                        || self.config.sandbox.is_some()
-                        || !self.make_room(&credential).await?
-                    {
+                    if made_room || !self.make_room(&credential, &error_type, &message).await? {
                         return Err(IssuerError::from_vault(
                             IssuerErrorKind::CreateRefused,
                             "Vault refused to create a token",
@@ -209,7 +206,32 @@ impl Core {
 
     /// After a refused create: if the user holds 25 active tokens, revoke the issuer's own
     /// oldest (never the current one) and say `true`; `false` if the refusal was not the cap.
-    async fn make_room(&self, credential: &Credential) -> Result<bool, IssuerError> {
+    ///
+    /// For a sandbox the tokens live in the sandbox: they are listed and revoked there, with the
+    /// newest token issued for it (`credential` is the production Vault's); before the issuer
+    /// holds one, the cap cannot be looked at and the refusal is final.
+    async fn make_room(
+        &self,
+        credential: &Credential,
+        error_type: &str,
+        message: &str,
+    ) -> Result<bool, IssuerError> {
+        let in_sandbox;
+        let credential = match &self.config.sandbox {
+            None => credential,
+            Some(_) => {
+                let Some(newest) = self.newest_token() else {
+                    return Err(IssuerError::from_vault(
+                        IssuerErrorKind::CreateRefused,
+                        "Vault refused to create a token for the sandbox, and the issuer holds no token there yet to look at the sandbox's 25-token cap with",
+                        error_type,
+                        message,
+                    ));
+                };
+                in_sandbox = Credential::Token(newest);
+                &in_sandbox
+            }
+        };
         let active = self.list_active(credential).await?;
         if active.len() < MAX_ACTIVE_TOKENS {
             return Ok(false);
@@ -253,7 +275,7 @@ impl Core {
         Ok(revoked > 0)
     }
 
-    /// The user's active tokens, by VQL.
+    /// The user's active tokens, by VQL (in the sandbox, for a sandbox).
     async fn list_active(&self, credential: &Credential) -> Result<Vec<Listed>, IssuerError> {
         let q = "SELECT id, name__v, status__v, expiry_date__sys, last_used_date__sys \
                  FROM api_access_token__sys WHERE status__v = 'active__v'";
@@ -262,7 +284,7 @@ impl Core {
             .http
             .call(
                 Method::POST,
-                &self.config.api("/query"),
+                &self.tokens_api("/query"),
                 credential.auth(),
                 Some(("application/x-www-form-urlencoded", body)),
             )

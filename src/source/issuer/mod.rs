@@ -24,6 +24,8 @@ mod error;
 mod fleet;
 mod issue;
 mod revoke;
+#[cfg(feature = "rustls")]
+mod tls;
 mod transport;
 
 pub use config::{
@@ -171,10 +173,10 @@ impl VaultIssuer {
     }
 
     fn from_config(config: config::Config) -> Self {
-        let transport = config
-            .transport
-            .clone()
-            .unwrap_or_else(transport::Transport::hyper);
+        let transport = match &config.transport {
+            Some(transport) => transport.clone(),
+            None => transport::Transport::hyper(config.tls.clone()),
+        };
         let http = client::Http::new(
             transport,
             config.timeout,

@@ -44,21 +44,20 @@ impl Core {
         credential: &Credential,
         ids: &[String],
     ) -> Result<Vec<String>, IssuerError> {
-        let (url, auth) = match &self.config.sandbox {
-            // Sandbox tokens live in the sandbox; the newest one issued there revokes the others.
-            Some((_, sandbox_base)) => (
-                format!(
-                    "{sandbox_base}/api/{}/vobjects/api_access_token__sys",
-                    self.config.api_version
-                ),
-                credential.auth(),
-            ),
-            None => (
-                self.config.api("/vobjects/api_access_token__sys"),
-                credential.auth(),
-            ),
-        };
-        revoke_ids(&self.http, &url, auth, ids).await
+        let url = self.tokens_api("/vobjects/api_access_token__sys");
+        revoke_ids(&self.http, &url, credential.auth(), ids).await
+    }
+
+    /// `path` under `/api/{version}` of the Vault where the issued tokens live: this one, or
+    /// the sandbox (whose tokens are revoked and listed there, with the newest one issued for
+    /// it).
+    pub(super) fn tokens_api(&self, path: &str) -> String {
+        match &self.config.sandbox {
+            Some((_, sandbox_base)) => {
+                format!("{sandbox_base}/api/{}{path}", self.config.api_version)
+            }
+            None => self.config.api(path),
+        }
     }
 
     /// One round: revoke what is due, reschedule what failed.

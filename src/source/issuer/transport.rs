@@ -19,6 +19,14 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "rustls"))]
 type Connector = HttpConnector;
 
+/// The TLS configuration of the issuer's own client: `None` for the bundled webpki roots.
+#[cfg(feature = "rustls")]
+pub(super) type Tls = Option<Arc<rustls::ClientConfig>>;
+/// Without the `rustls` feature the client speaks plain http only: nothing to configure.
+#[cfg(not(feature = "rustls"))]
+#[derive(Clone)]
+pub(super) struct Tls;
+
 /// An answer's body, whatever the transport's.
 pub(super) type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -32,18 +40,22 @@ pub(super) struct Transport(Arc<SendFn>);
 
 impl Transport {
     /// The issuer's own client: plain http (to loopback, as the builder checks), or https with
-    /// the `rustls` feature.
-    pub(super) fn hyper() -> Transport {
+    /// the `rustls` feature: with `tls` when the builder was given roots or a configuration,
+    /// else with the bundled webpki roots.
+    pub(super) fn hyper(tls: Tls) -> Transport {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         #[cfg(feature = "rustls")]
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = match tls {
+            Some(config) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(Arc::unwrap_or_clone(config)),
+            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        }
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
-        let connector = http;
+        let (Tls, connector) = (tls, http);
         let client: Client<Connector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(connector);
         Transport(Arc::new(move |request| {

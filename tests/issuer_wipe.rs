@@ -1,0 +1,201 @@
+//! The issuer wipes the session id of a login answer, and the token of a create answer, before
+//! their memory goes back to the allocator.
+//!
+//! As in `tests/wipe.rs`, a scanning global allocator looks through every block freed (or left
+//! behind by a moving `realloc`) for a marker, and counts the blocks still holding it. Here the
+//! marker is the session id a login answers with, or the token value a create answers with. The
+//! issuer talks to an in-process service (through `http_service`) whose answers are static bytes,
+//! so that every heap copy of a marker is one the issuer made: the buffer it read the answer
+//! into, the parsed JSON, the session it keeps, the header it sends the session in. A real HTTP
+//! client's own read buffers are that client's business, as in `tests/wipe.rs`.
+#![cfg(feature = "issuer")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use secrecy::SecretString;
+use veeva_vault_auth::source::{TokenSource, VaultIssuer};
+
+/// The markers the tests look for: a session id, an issued token's value, and one for the
+/// scanner's own check.
+const MARKERS: [&str; 3] = [
+    "SESSIONIDWIPEMARKER4711",
+    "ISSUEDTOKENWIPEMARKER0815",
+    "ISSUERSCANNERSELFCHECK",
+];
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static UNWIPED: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Scanning;
+
+fn holds_marker(block: &[u8]) -> bool {
+    let Some(marker) = ACTIVE
+        .load(Ordering::SeqCst)
+        .checked_sub(1)
+        .and_then(|index| MARKERS.get(index))
+    else {
+        return false;
+    };
+    block.len() >= marker.len() && block.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
+// SAFETY: every call goes to the system allocator unchanged; the scan only reads the bytes of the
+// block being freed or moved, which is still allocated, and keeps nothing.
+unsafe impl GlobalAlloc for Scanning {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` is a live block of `layout.size()` bytes until the call below.
+        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+        if holds_marker(block) {
+            UNWIPED.fetch_add(1, Ordering::SeqCst);
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`; a moved block is left behind as it was.
+        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+        let held = holds_marker(block);
+        let moved = unsafe { System.realloc(ptr, layout, new_size) };
+        if held && moved != ptr {
+            UNWIPED.fetch_add(1, Ordering::SeqCst);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Scanning = Scanning;
+
+/// Runs `f` with the allocator looking for `marker`; the blocks that went back unwiped.
+fn unwiped_blocks_in(marker: &str, f: impl FnOnce()) -> usize {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = MARKERS.iter().position(|m| *m == marker).unwrap();
+    let before = UNWIPED.load(Ordering::SeqCst);
+    ACTIVE.store(index + 1, Ordering::SeqCst);
+    f();
+    ACTIVE.store(0, Ordering::SeqCst);
+    UNWIPED.load(Ordering::SeqCst) - before
+}
+
+const VAULT: &str = "http://127.0.0.1:9";
+const VERSIONS: &str =
+    r#"{"responseStatus":"SUCCESS","values":{"v26.2":"http://127.0.0.1:9/api/v26.2"}}"#;
+/// A login answer long enough that a buffer grown as it is read would have moved.
+const LOGIN: &str = concat!(
+    r#"{"responseStatus":"SUCCESS","sessionId":"SESSIONIDWIPEMARKER4711-0123456789abcdef","#,
+    r#""userId":61234,"vaultId":1001,"vaultIds":[{"id":1001,"name":"Wipe Vault","url":"http://127.0.0.1:9/api"},"#,
+    r#"{"id":1002,"name":"Another Vault with a long name to pad the answer out a little more","url":"https://other.veevavault.com/api"},"#,
+    r#"{"id":1003,"name":"A third Vault, with a name as long as the second one's, or longer","url":"https://third.veevavault.com/api"}]}"#
+);
+const CREATED: &str = r#"{"responseStatus":"SUCCESS","data":{"id":"V8T000000002001","token__sys":"veeva-vault-ISSUEDTOKENWIPEMARKER0815-abcdefghijklmnopqrstuvwxyz"}}"#;
+const REVOKED: &str =
+    r#"{"responseStatus":"SUCCESS","data":[{"responseStatus":"SUCCESS","id":"V8T000000002001"}]}"#;
+const OK: &str = r#"{"responseStatus":"SUCCESS"}"#;
+
+/// Vault's answers, in static memory (never freed).
+fn answer_for(request: &Request<Full<Bytes>>) -> &'static str {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/api/") => VERSIONS,
+        (&Method::POST, "/api/v26.2/auth") => LOGIN,
+        (&Method::POST, "/api/v26.2/objects/users/me/api_access_token__sys") => CREATED,
+        (&Method::DELETE, "/api/v26.2/vobjects/api_access_token__sys") => REVOKED,
+        _ => OK,
+    }
+}
+
+/// An answer's body: 16-byte frames of static memory, as a network delivers a body in pieces.
+struct Chunked(std::slice::Chunks<'static, u8>);
+
+impl http_body::Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let next = self
+            .0
+            .next()
+            .map(|chunk| Ok(http_body::Frame::data(Bytes::from_static(chunk))));
+        std::task::Poll::Ready(next)
+    }
+}
+
+fn issuer() -> VaultIssuer {
+    let service = tower::service_fn(|request: Request<Full<Bytes>>| {
+        let text = answer_for(&request);
+        drop(request);
+        let body = Chunked(text.as_bytes().chunks(16));
+        std::future::ready(Ok::<_, Infallible>(Response::new(body)))
+    });
+    VaultIssuer::builder(VAULT)
+        .http_service(service)
+        .password("svc@example.com", SecretString::from("a password"))
+        .build()
+        .unwrap()
+}
+
+/// Logs in, issues, shuts down and drops the issuer on a thread and runtime of their own.
+fn log_in_issue_and_drop() {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let issuer = issuer();
+                let token = issuer.fetch().await.unwrap();
+                assert!(token.expose_secret().contains("ISSUEDTOKENWIPEMARKER0815"));
+                assert_eq!(issuer.stats().logins, 1);
+                drop(token);
+                issuer.shutdown().await.unwrap();
+                drop(issuer);
+            });
+            drop(runtime);
+        });
+    });
+}
+
+#[test]
+fn the_session_id_of_the_login_answer_is_wiped() {
+    let unwiped = unwiped_blocks_in("SESSIONIDWIPEMARKER4711", log_in_issue_and_drop);
+    assert_eq!(
+        unwiped, 0,
+        "blocks freed while still holding the session id"
+    );
+}
+
+#[test]
+fn the_token_of_the_create_answer_is_wiped() {
+    let unwiped = unwiped_blocks_in("ISSUEDTOKENWIPEMARKER0815", log_in_issue_and_drop);
+    assert_eq!(
+        unwiped, 0,
+        "blocks freed while still holding the issued token"
+    );
+}
+
+/// The scanner itself: a block freed with the marker in it is counted.
+#[test]
+fn the_scanner_sees_an_unwiped_block() {
+    let unwiped = unwiped_blocks_in("ISSUERSCANNERSELFCHECK", || {
+        drop(std::hint::black_box("ISSUERSCANNERSELFCHECK".to_owned()));
+    });
+    assert_eq!(unwiped, 1);
+}
