@@ -146,6 +146,17 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// Zeroes a byte buffer, its bytes and its spare room, in bulk, and empties it.
+///
+/// `zeroize`'s own `Vec` impl zeroes the bytes one by one (about 1.4 instructions a byte: 2,859
+/// for a 2 KiB recording in scripts/end_to_end_instructions.sh); its slice impls fill in bulk
+/// behind the same optimisation barrier, so the wipe is as sure and about 20 times cheaper.
+pub(crate) fn wipe_bytes(buffer: &mut Vec<u8>) {
+    buffer.as_mut_slice().zeroize();
+    buffer.spare_capacity_mut().zeroize();
+    buffer.clear();
+}
+
 /// Bytes that are zeroed when dropped; the owner behind each pre-built header value.
 struct WipedOnDrop(Vec<u8>);
 
@@ -162,7 +173,7 @@ impl AsRef<[u8]> for WipedOnDrop {
 
 impl Drop for WipedOnDrop {
     fn drop(&mut self) {
-        self.0.zeroize();
+        wipe_bytes(&mut self.0);
     }
 }
 

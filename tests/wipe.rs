@@ -24,10 +24,11 @@ use veeva_vault_auth::source::{RotatingToken, SourceError};
 use veeva_vault_auth::{AccessToken, VaultAuthLayer};
 
 /// The markers the tests look for.
-const MARKERS: [&str; 3] = [
+const MARKERS: [&str; 4] = [
     "WIPE-MARKER-TOKEN-0123",
     "SESSIONCOOKIEWIPEMARKER",
     "PLAINMARKERNOTWIPED",
+    "BOXEDBODYWIPEMARKER",
 ];
 /// Which of [`MARKERS`] the allocator looks for, plus one; 0 while nothing is scanned. An atomic,
 /// not a lock: every thread's frees read it, and a lock could be missed.
@@ -203,6 +204,93 @@ fn the_replay_copy_of_a_request_is_wiped() {
         unwiped, 0,
         "blocks freed while still holding the request's secret"
     );
+}
+
+/// A boxed body is recorded as the inner service reads it, and replayed from the recording: the
+/// recording, and the frames the replay sends, are wiped when they go.
+#[test]
+fn the_recording_of_a_boxed_body_is_wiped() {
+    use http_body_util::{combinators::BoxBody, BodyExt};
+    type Boxed = BoxBody<Bytes, Infallible>;
+    const SECRET: &str = "BOXEDBODYWIPEMARKER";
+    // The caller's chunks are static (made and leaked before the scan): only the layer's copies
+    // of them are heap blocks the scan can see.
+    let long: &'static str = Box::leak(SECRET.repeat(80).into_boxed_str());
+    let unwiped = unwiped_blocks_in(SECRET, || {
+        let layer = layer("veeva-vault-some-token-");
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+                    let read = std::sync::Arc::new(AtomicUsize::new(0));
+                    let (calls_in, read_in) = (calls.clone(), read.clone());
+                    // Reads the body frame by frame (copying nothing), then answers 401 the
+                    // first time and 200 after.
+                    let inner = tower::service_fn(move |request: Request<Boxed>| {
+                        let (calls, read) = (calls_in.clone(), read_in.clone());
+                        async move {
+                            let mut body = request.into_body();
+                            while let Some(frame) = body.frame().await {
+                                if let Some(data) = frame.unwrap().data_ref() {
+                                    read.fetch_add(data.len(), Ordering::SeqCst);
+                                }
+                            }
+                            let mut response = Response::new(Full::new(Bytes::new()));
+                            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let service = layer.layer(inner);
+                    for _ in 0..3 {
+                        // Two chunks, so that the recording grows past its first buffer.
+                        let body = Chunks(vec![
+                            Bytes::from_static(long.as_bytes()),
+                            Bytes::from_static(SECRET.as_bytes()),
+                        ])
+                        .boxed();
+                        let request =
+                            Request::post("https://myvault.veevavault.com/api/v26.2/query")
+                                .body(body)
+                                .unwrap();
+                        let response = service.clone().oneshot(request).await.unwrap();
+                        assert_eq!(response.status(), StatusCode::OK, "replayed");
+                    }
+                    assert_eq!(calls.load(Ordering::SeqCst), 4, "one replay");
+                    assert_eq!(
+                        read.load(Ordering::SeqCst),
+                        4 * 81 * SECRET.len(),
+                        "every attempt read the whole body"
+                    );
+                });
+            });
+        });
+        drop(layer);
+    });
+    assert_eq!(
+        unwiped, 0,
+        "blocks freed while still holding the body's bytes"
+    );
+}
+
+/// A body of unknown length that hands out its chunks one by one, as a stream does.
+struct Chunks(Vec<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let next = (!self.0.is_empty()).then(|| self.0.remove(0));
+        std::task::Poll::Ready(next.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
 }
 
 /// The scanner itself: a block freed with the marker in it is counted.

@@ -21,12 +21,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::token::{wipe_bytes, wiped_copy};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use zeroize::Zeroize;
-
-use crate::token::wiped_copy;
 
 /// The smallest buffer a recording starts with when the body does not say how long it is.
 const FIRST_BUFFER: usize = 1024;
@@ -365,7 +363,7 @@ impl SecretBuf {
             // Grown by hand: `Vec`'s own growth would free the old block unwiped.
             let mut grown = Vec::with_capacity(needed.max(self.0.capacity() * 2).min(cap));
             grown.extend_from_slice(&self.0);
-            self.0.zeroize();
+            wipe_bytes(&mut self.0);
             self.0 = grown;
         }
         self.0.extend_from_slice(bytes);
@@ -377,14 +375,14 @@ impl SecretBuf {
     }
 
     fn wipe_and_free(&mut self) {
-        self.0.zeroize();
+        wipe_bytes(&mut self.0);
         self.0 = Vec::new();
     }
 }
 
 impl Drop for SecretBuf {
     fn drop(&mut self) {
-        self.0.zeroize();
+        wipe_bytes(&mut self.0);
     }
 }
 
