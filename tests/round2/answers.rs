@@ -11,6 +11,9 @@ use crate::common::{authed, get, send, text, tokens_in_order, INVALID_SESSION};
 const FIRST: &str = "veeva-vault-round2-answers-first";
 const SECOND: &str = "veeva-vault-round2-answers-second";
 
+/// A case: what it is, and the answer to the first token.
+type Case = (&'static str, fn() -> Vec<u8>);
+
 /// An `INVALID_SESSION_ID` body (JSON) under the given status line and header lines.
 fn rejection(status: &'static str, headers: &'static [(&'static str, &'static str)]) -> Vec<u8> {
     let mut all = vec![("content-type", "application/json;charset=UTF-8")];
@@ -47,7 +50,7 @@ fn tokens_sent(seen: &[Vec<u8>]) -> Vec<String> {
 /// replay's answer.
 #[tokio::test]
 async fn held_a_rejection_under_an_odd_status_header_is_never_missed() {
-    let cases: &[(&str, fn() -> Vec<u8>)] = &[
+    let cases: &[Case] = &[
         ("SUCCESS then FAILURE", || {
             rejection(
                 "200 OK",
@@ -128,7 +131,7 @@ async fn held_a_rejection_under_an_odd_status_header_is_never_missed() {
 /// drops a field's trailing whitespace) and is the same.
 #[tokio::test]
 async fn held_a_single_success_in_any_case_is_passed_unread() {
-    let cases: &[(&str, fn() -> Vec<u8>)] = &[
+    let cases: &[Case] = &[
         ("SUCCESS among repeated cookies", || {
             rejection(
                 "200 OK",

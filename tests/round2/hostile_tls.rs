@@ -73,6 +73,8 @@ pub enum Conduct {
     Silent,
     /// Answers the handshake with plain text, then holds the connection.
     Garbage,
+    /// Reads the start of the handshake, then closes the connection.
+    CloseAtHello,
     /// Completes the handshake with `Cert`, then does `After`.
     Tls(Cert, After),
 }
@@ -119,6 +121,11 @@ impl Hostile {
                             .await;
                         held.lock().unwrap().push(stream);
                     }
+                    (Conduct::CloseAtHello, _) => {
+                        let mut hello = [0u8; 64];
+                        let _ = stream.read(&mut hello).await;
+                        drop(stream);
+                    }
                     (Conduct::Tls(_, after), Some(acceptor)) => {
                         let acceptor = acceptor.clone();
                         connections.spawn(async move {
@@ -160,17 +167,12 @@ async fn behave<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S, after: After) {
     }
     match after {
         After::Stall => std::future::pending::<()>().await,
-        After::Cut(bytes) => {
-            let _ = tls.write_all(bytes.as_bytes()).await;
-            let _ = tls.flush().await;
-            let _ = tls.shutdown().await;
-        }
         After::StallMidBody(bytes) => {
             let _ = tls.write_all(bytes.as_bytes()).await;
             let _ = tls.flush().await;
             std::future::pending::<()>().await;
         }
-        After::Whole(bytes) => {
+        After::Cut(bytes) | After::Whole(bytes) => {
             let _ = tls.write_all(bytes.as_bytes()).await;
             let _ = tls.flush().await;
             let _ = tls.shutdown().await;

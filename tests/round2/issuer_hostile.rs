@@ -70,20 +70,23 @@ async fn paced<T: Send + 'static>(
     let start = tokio::time::Instant::now();
     let task = tokio::spawn(fetch);
     for _ in 0..120 {
-        // Real sockets move on real time: give them some before the clock moves.
+        // Let the sockets (loopback, served on this same runtime) work before the clock moves.
         for _ in 0..20 {
             settle().await;
             if task.is_finished() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::yield_now();
         }
         if task.is_finished() {
             break;
         }
         tokio::time::advance(Duration::from_secs(1)).await;
     }
-    assert!(task.is_finished(), "still waiting after 120 s of paused time");
+    assert!(
+        task.is_finished(),
+        "still waiting after 120 s of paused time"
+    );
     (task.await.unwrap(), start.elapsed())
 }
 
@@ -135,7 +138,10 @@ async fn attack(conduct: Conduct, expect: Expect) {
     let err = result.expect_err("no token");
     let unavailable = err.downcast_ref::<TokenUnavailable>().expect("no token");
     let status = handle.status();
-    let last = status.last_error.clone().expect("the status keeps the error");
+    let last = status
+        .last_error
+        .clone()
+        .expect("the status keeps the error");
     for shown in [
         err.to_string(),
         format!("{err:?}"),
@@ -168,6 +174,19 @@ async fn held_a_server_that_answers_the_handshake_with_garbage_is_a_tls_error() 
         Expect {
             kind: IssuerErrorKind::Tls,
             says: "TLS handshake",
+            within: AT_ONCE,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_a_server_that_closes_during_the_handshake_is_a_transport_error() {
+    attack(
+        Conduct::CloseAtHello,
+        Expect {
+            kind: IssuerErrorKind::Transport,
+            says: "could not reach Vault",
             within: AT_ONCE,
         },
     )
@@ -313,7 +332,9 @@ async fn bug_a_hanging_date_probe_keeps_every_fetch_from_logging_in() {
             })
             .collect();
         assert!(
-            lines.iter().any(|line| line.starts_with("POST ") && line.contains("/auth")),
+            lines
+                .iter()
+                .any(|line| line.starts_with("POST ") && line.contains("/auth")),
             "fetch {attempt}: the login was never tried, only {lines:?}"
         );
     }

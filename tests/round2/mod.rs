@@ -7,5 +7,6 @@ pub mod origin;
 pub mod pinned;
 pub mod raw;
 pub mod replays;
+pub mod reqwest_door;
 pub mod scanner;
 pub mod wipes;

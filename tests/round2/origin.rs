@@ -152,7 +152,10 @@ async fn held_a_host_header_naming_another_host_never_gets_the_token() {
         (&["localhost", "localhost", "localhost:81"], false),
     ];
     for pass_through in [true, false] {
-        let client = pinned(&layer("http://localhost", pass_through, false), server.addr());
+        let client = pinned(
+            &layer("http://localhost", pass_through, false),
+            server.addr(),
+        );
         for &(hosts, is_vault) in cases {
             for count in [1, 7, 8, 9, 30] {
                 assert_eq!(
@@ -210,6 +213,67 @@ async fn held_the_callers_authorization_passes_untouched_unless_overridden() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// An https Vault on the default port (`https://localhost`, that is 443): every spelling of its
+/// authority gets the token, and near misses are refused. The pinned client speaks TLS (rustls,
+/// trusting the test's CA) to a TLS listener in front of the stand-in, whatever port the URI
+/// names.
+#[tokio::test]
+async fn held_an_https_vault_on_the_default_port_gets_the_token_by_any_spelling() {
+    use crate::issuer_common::tls::{client_config_trusting, TestCa, TlsFront};
+    use veeva_vault_auth::testing::VaultStandIn;
+
+    let vault = VaultStandIn::start().await.unwrap();
+    let ca = TestCa::new("round2 origin");
+    let front = TlsFront::start(&vault, &ca).await;
+    let addr: std::net::SocketAddr = front.url().trim_start_matches("https://").parse().unwrap();
+    let token = vault.issue_token();
+    let layer =
+        VaultAuthLayer::new("https://localhost", StaticToken::new(&token).unwrap()).unwrap();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config_trusting(&ca))
+        .https_only()
+        .enable_http1()
+        .wrap_connector(super::pinned::PinnedConnector::to(addr));
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let client = tower::Layer::layer(&layer, client);
+    let cases = [
+        ("https://localhost/api/v26.2/objects/users/me", true),
+        ("https://LOCALHOST:443/api/v26.2/objects/users/me", true),
+        ("HTTPS://LocalHost:0443/api/v26.2/objects/users/me", true),
+        ("https://localhost:8443/api/v26.2/objects/users/me", false),
+        ("https://127.0.0.1/api/v26.2/objects/users/me", false),
+        (
+            "https://localhost:443@127.0.0.1/api/v26.2/objects/users/me",
+            false,
+        ),
+    ];
+    for (uri, is_vault) in cases {
+        let before = vault.requests().len();
+        let result = send(
+            &client,
+            Request::get(uri).body(Full::new(Bytes::new())).unwrap(),
+        )
+        .await;
+        let seen = vault.requests();
+        if is_vault {
+            let response = result.unwrap_or_else(|err| panic!("{uri}: {err}"));
+            assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS", "{uri}");
+            assert_eq!(seen.len(), before + 1, "{uri}");
+            assert_eq!(
+                seen[before].headers.get("authorization").unwrap(),
+                &format!("Bearer {token}"),
+                "{uri}"
+            );
+        } else {
+            let err = result.err().unwrap_or_else(|| panic!("{uri}: sent"));
+            assert!(err.downcast_ref::<NotForVault>().is_some(), "{uri}: {err}");
+            assert_eq!(seen.len(), before, "{uri}: refused, yet sent");
         }
     }
 }

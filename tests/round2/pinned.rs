@@ -39,6 +39,13 @@ impl tower::Service<Uri> for PinnedConnector {
     }
 }
 
+impl PinnedConnector {
+    /// A connector whose every connection goes to `addr`.
+    pub fn to(addr: SocketAddr) -> PinnedConnector {
+        PinnedConnector(addr)
+    }
+}
+
 /// A client whose connections all go to `addr`.
 pub fn pinned_client(addr: SocketAddr) -> PinnedClient {
     Client::builder(TokioExecutor::new()).build(PinnedConnector(addr))

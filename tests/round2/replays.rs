@@ -17,8 +17,8 @@ use veeva_vault_auth::testing::VaultStandIn;
 use veeva_vault_auth::{BoxError, NotForVault, VaultAuthLayer};
 
 use super::raw::{
-    head_and_body, header_values, reject_token, vault_invalid_session, vault_success, without_authorization,
-    RawServer,
+    head_and_body, header_values, reject_token, vault_invalid_session, vault_success,
+    without_authorization, RawServer,
 };
 use crate::common::{send, text, tokens_in_order, Chunks};
 use crate::issuer_common::tls::{client_config_trusting, TestCa, TlsFront};
@@ -83,14 +83,13 @@ async fn held_an_http_replay_is_the_request_byte_for_byte() {
     for vault_host in ["127.0.0.1", "localhost"] {
         for count in [5, 9, 30] {
             for post in [false, true] {
-                let server = RawServer::start(
-                    "127.0.0.1:0",
-                    reject_token(FIRST, vault_invalid_session),
-                )
-                .await;
+                let server =
+                    RawServer::start("127.0.0.1:0", reject_token(FIRST, vault_invalid_session))
+                        .await;
                 let port = server.addr().port();
-                let layer = VaultAuthLayer::new(&format!("http://{vault_host}:{port}"), two_tokens())
-                    .unwrap();
+                let layer =
+                    VaultAuthLayer::new(&format!("http://{vault_host}:{port}"), two_tokens())
+                        .unwrap();
                 let client = crate::common::authed(&layer);
                 let uri = format!(
                     "HTTP://{}:{port}/api/v26.2/query?q=SELECT+id&limit=5",
@@ -101,7 +100,9 @@ async fn held_an_http_replay_is_the_request_byte_for_byte() {
                     builder
                         .method("POST")
                         .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from_static(br#"{"q":"SELECT id FROM documents__v"}"#)))
+                        .body(Full::new(Bytes::from_static(
+                            br#"{"q":"SELECT id FROM documents__v"}"#,
+                        )))
                 } else {
                     builder.body(Full::new(Bytes::new()))
                 }
@@ -191,7 +192,9 @@ async fn held_an_https_replay_repeats_the_request() {
                 .method("POST")
                 .uri(format!("{}/api/v26.2/query", front.url()))
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from_static(b"q=SELECT+id+FROM+documents__v")))
+                .body(Full::new(Bytes::from_static(
+                    b"q=SELECT+id+FROM+documents__v",
+                )))
         } else {
             builder
                 .uri(format!(
@@ -202,7 +205,11 @@ async fn held_an_https_replay_repeats_the_request() {
         }
         .unwrap();
         let response = send(&client, request).await.unwrap();
-        assert_eq!(response.headers()["x-vaultapi-status"], "SUCCESS", "post {post}");
+        assert_eq!(
+            response.headers()["x-vaultapi-status"],
+            "SUCCESS",
+            "post {post}"
+        );
         let seen = vault.requests();
         assert_eq!(seen.len(), 2, "post {post}: one replay");
         let credential = |n: usize| {
@@ -283,7 +290,9 @@ async fn held_a_relative_uri_never_gets_the_token() {
                     header_values(&seen[before], "authorization").is_empty(),
                     "Host {host:?}: the token went out"
                 );
-                assert!(seen[before].starts_with(b"GET /api/v26.2/objects/users/me?x=1 HTTP/1.1\r\n"));
+                assert!(
+                    seen[before].starts_with(b"GET /api/v26.2/objects/users/me?x=1 HTTP/1.1\r\n")
+                );
             } else {
                 let err = result.unwrap_err();
                 assert!(err.downcast_ref::<NotForVault>().is_some(), "{err}");

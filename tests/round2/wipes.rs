@@ -79,8 +79,7 @@ fn exchange(layer: VaultAuthLayer, parts: &[&'static [u8]], first_read: usize) -
                     });
                     let service = layer.layer(inner);
                     let body =
-                        Chunks(parts.iter().map(|part| Bytes::from_static(part)).collect())
-                            .boxed();
+                        Chunks(parts.iter().map(|part| Bytes::from_static(part)).collect()).boxed();
                     let request = Request::post("https://myvault.veevavault.com/api/v26.2/query")
                         .body(body)
                         .unwrap();
