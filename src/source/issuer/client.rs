@@ -83,6 +83,8 @@ pub(super) struct Http {
     /// Vault's clock minus the local wall clock, in seconds, from the last `Date` seen.
     skew: AtomicI64,
     skew_known: AtomicBool,
+    /// The call made only to see Vault's `Date` was made (answered or not).
+    date_probed: AtomicBool,
 }
 
 impl Http {
@@ -99,6 +101,7 @@ impl Http {
             clock,
             skew: AtomicI64::new(0),
             skew_known: AtomicBool::new(false),
+            date_probed: AtomicBool::new(false),
         }
     }
 
@@ -112,6 +115,17 @@ impl Http {
         self.skew_known
             .load(Ordering::Relaxed)
             .then(|| self.skew.load(Ordering::Relaxed))
+    }
+
+    /// `true` the first time only: whether the caller is to make the call that only shows
+    /// Vault's `Date`.
+    pub(super) fn first_date_probe(&self) -> bool {
+        !self.date_probed.swap(true, Ordering::Relaxed)
+    }
+
+    /// The bound on any one call.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// One call. `body` is `(content type, bytes)`; the bytes are wiped when sent if they were

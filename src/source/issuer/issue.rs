@@ -25,6 +25,10 @@ enum Created {
     Refused { error_type: String, message: String },
 }
 
+/// The longest the issuer waits for the answer that shows Vault's clock before its first issue
+/// (at most the request timeout).
+const DATE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A token of the user's as VQL lists it.
 #[derive(Debug)]
 pub(super) struct Listed {
@@ -44,10 +48,15 @@ impl Core {
             ));
         }
         self.ensure_worker();
-        if self.http.skew().is_none() {
-            // Vault's `Date` before the first expiry is chosen; without it, the local clock.
+        if self.http.skew().is_none() && self.http.first_date_probe() {
+            // Vault's `Date` before the first expiry is chosen; without it, the local clock. Asked
+            // once, within a bound of its own: a Vault (or a proxy) that does not answer it must
+            // not use up the fetch's time, nor be asked again on every fetch (any later answer's
+            // `Date` sets the skew too).
             let url = format!("{}/api/", self.config.base);
-            let _ = self.http.call(Method::GET, &url, Auth::None, None).await;
+            let bound = self.http.timeout().min(DATE_PROBE_TIMEOUT);
+            let probe = self.http.call(Method::GET, &url, Auth::None, None);
+            let _ = tokio::time::timeout(bound, probe).await;
         }
         let mut logged_in_again = false;
         let mut made_room = false;
