@@ -9,3 +9,4 @@
 mod common;
 mod issuer_common;
 mod round2;
+mod scanning;

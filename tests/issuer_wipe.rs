@@ -10,10 +10,7 @@
 //! client's own read buffers are that client's business, as in `tests/wipe.rs`.
 #![cfg(feature = "issuer")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -21,75 +18,8 @@ use http_body_util::Full;
 use secrecy::SecretString;
 use veeva_vault_auth::source::{TokenSource, VaultIssuer};
 
-/// The markers the tests look for: a session id, an issued token's value, and one for the
-/// scanner's own check.
-const MARKERS: [&str; 3] = [
-    "SESSIONIDWIPEMARKER4711",
-    "ISSUEDTOKENWIPEMARKER0815",
-    "ISSUERSCANNERSELFCHECK",
-];
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-static UNWIPED: AtomicUsize = AtomicUsize::new(0);
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Scanning;
-
-fn holds_marker(block: &[u8]) -> bool {
-    let Some(marker) = ACTIVE
-        .load(Ordering::SeqCst)
-        .checked_sub(1)
-        .and_then(|index| MARKERS.get(index))
-    else {
-        return false;
-    };
-    block.len() >= marker.len() && block.windows(marker.len()).any(|w| w == marker.as_bytes())
-}
-
-// SAFETY: every call goes to the system allocator unchanged; the scan only reads the bytes of the
-// block being freed or moved, which is still allocated, and keeps nothing.
-unsafe impl GlobalAlloc for Scanning {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` is a live block of `layout.size()` bytes until the call below.
-        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        if holds_marker(block) {
-            UNWIPED.fetch_add(1, Ordering::SeqCst);
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as in `dealloc`; a moved block is left behind as it was.
-        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        let held = holds_marker(block);
-        let moved = unsafe { System.realloc(ptr, layout, new_size) };
-        if held && moved != ptr {
-            UNWIPED.fetch_add(1, Ordering::SeqCst);
-        }
-        moved
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Scanning = Scanning;
-
-/// Runs `f` with the allocator looking for `marker`; the blocks that went back unwiped.
-fn unwiped_blocks_in(marker: &str, f: impl FnOnce()) -> usize {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = MARKERS.iter().position(|m| *m == marker).unwrap();
-    let before = UNWIPED.load(Ordering::SeqCst);
-    ACTIVE.store(index + 1, Ordering::SeqCst);
-    f();
-    ACTIVE.store(0, Ordering::SeqCst);
-    UNWIPED.load(Ordering::SeqCst) - before
-}
+mod scanning;
+use scanning::unwiped_blocks_in;
 
 const VAULT: &str = "http://127.0.0.1:9";
 const VERSIONS: &str =

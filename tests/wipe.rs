@@ -10,10 +10,8 @@
 //! copies nothing; a real HTTP client writes the header into its own buffers, which are its
 //! business.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
@@ -23,84 +21,8 @@ use tower::{Layer, Service, ServiceExt};
 use veeva_vault_auth::source::{RotatingToken, SourceError};
 use veeva_vault_auth::{AccessToken, VaultAuthLayer};
 
-/// The markers the tests look for.
-const MARKERS: [&str; 4] = [
-    "WIPE-MARKER-TOKEN-0123",
-    "SESSIONCOOKIEWIPEMARKER",
-    "PLAINMARKERNOTWIPED",
-    "BOXEDBODYWIPEMARKER",
-];
-/// Which of [`MARKERS`] the allocator looks for, plus one; 0 while nothing is scanned. An atomic,
-/// not a lock: every thread's frees read it, and a lock could be missed.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// Blocks given back to the allocator while still holding the marker.
-static UNWIPED: AtomicUsize = AtomicUsize::new(0);
-/// Only one test scans at a time: they share the allocator.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Scanning;
-
-fn holds_marker(block: &[u8]) -> bool {
-    let Some(marker) = ACTIVE
-        .load(Ordering::SeqCst)
-        .checked_sub(1)
-        .and_then(|index| MARKERS.get(index))
-    else {
-        return false;
-    };
-    block.len() >= marker.len() && block.windows(marker.len()).any(|w| w == marker.as_bytes())
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator. The scan only reads the
-// block being freed (or about to be moved by `realloc`), which is still allocated and initialised
-// as far as its owner wrote it; it is read as plain bytes and nothing is kept.
-unsafe impl GlobalAlloc for Scanning {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` is a live block of `layout.size()` bytes until the call below.
-        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        if holds_marker(block) {
-            UNWIPED.fetch_add(1, Ordering::SeqCst);
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as in `dealloc`; the block may move, leaving the old one behind unwiped.
-        let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        let held = holds_marker(block);
-        let moved = unsafe { System.realloc(ptr, layout, new_size) };
-        if held && moved != ptr {
-            UNWIPED.fetch_add(1, Ordering::SeqCst);
-        }
-        moved
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Scanning = Scanning;
-
-/// Runs `f` with the allocator looking for `marker` (one of [`MARKERS`]); returns how many blocks
-/// went back unwiped.
-fn unwiped_blocks_in(marker: &str, f: impl FnOnce()) -> usize {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = MARKERS
-        .iter()
-        .position(|m| *m == marker)
-        .expect("a known marker");
-    let before = UNWIPED.load(Ordering::SeqCst);
-    ACTIVE.store(index + 1, Ordering::SeqCst);
-    f();
-    ACTIVE.store(0, Ordering::SeqCst);
-    UNWIPED.load(Ordering::SeqCst) - before
-}
+mod scanning;
+use scanning::unwiped_blocks_in;
 
 /// Answers 401 to the first request and 200 after, and checks each carries a token. Copies
 /// nothing of the request.
@@ -129,22 +51,28 @@ fn inner() -> impl Service<
 /// Sends `requests` through a layer on a thread of its own (so that the thread's copies of the
 /// header are dropped when it ends), then drops the layer.
 fn send_on_a_thread(layer: VaultAuthLayer, requests: Vec<Request<Full<Bytes>>>) {
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let service = layer.layer(inner());
-                for request in requests {
-                    let response = service.clone().oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), StatusCode::OK, "replayed if rejected");
-                }
-            });
-        });
+    on_a_thread(async {
+        let service = layer.layer(inner());
+        for request in requests {
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "replayed if rejected");
+        }
     });
     drop(layer);
+}
+
+/// Runs `work` to its end on a thread of its own with a runtime of its own, so that the thread's
+/// copies of the header are dropped when it ends.
+fn on_a_thread(work: impl std::future::Future<Output = ()> + Send) {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(work);
+        });
+    });
 }
 
 /// A layer whose source hands out `{prefix}{n}` for its n-th fetch, built in a `String` that the
@@ -218,57 +146,48 @@ fn the_recording_of_a_boxed_body_is_wiped() {
     let long: &'static str = Box::leak(SECRET.repeat(80).into_boxed_str());
     let unwiped = unwiped_blocks_in(SECRET, || {
         let layer = layer("veeva-vault-some-token-");
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let calls = std::sync::Arc::new(AtomicUsize::new(0));
-                    let read = std::sync::Arc::new(AtomicUsize::new(0));
-                    let (calls_in, read_in) = (calls.clone(), read.clone());
-                    // Reads the body frame by frame (copying nothing), then answers 401 the
-                    // first time and 200 after.
-                    let inner = tower::service_fn(move |request: Request<Boxed>| {
-                        let (calls, read) = (calls_in.clone(), read_in.clone());
-                        async move {
-                            let mut body = request.into_body();
-                            while let Some(frame) = body.frame().await {
-                                if let Some(data) = frame.unwrap().data_ref() {
-                                    read.fetch_add(data.len(), Ordering::SeqCst);
-                                }
-                            }
-                            let mut response = Response::new(Full::new(Bytes::new()));
-                            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                            }
-                            Ok::<_, Infallible>(response)
+        on_a_thread(async {
+            let calls = std::sync::Arc::new(AtomicUsize::new(0));
+            let read = std::sync::Arc::new(AtomicUsize::new(0));
+            let (calls_in, read_in) = (calls.clone(), read.clone());
+            // Reads the body frame by frame (copying nothing), then answers 401 the
+            // first time and 200 after.
+            let inner = tower::service_fn(move |request: Request<Boxed>| {
+                let (calls, read) = (calls_in.clone(), read_in.clone());
+                async move {
+                    let mut body = request.into_body();
+                    while let Some(frame) = body.frame().await {
+                        if let Some(data) = frame.unwrap().data_ref() {
+                            read.fetch_add(data.len(), Ordering::SeqCst);
                         }
-                    });
-                    let service = layer.layer(inner);
-                    for _ in 0..3 {
-                        // Two chunks, so that the recording grows past its first buffer.
-                        let body = Chunks(vec![
-                            Bytes::from_static(long.as_bytes()),
-                            Bytes::from_static(SECRET.as_bytes()),
-                        ])
-                        .boxed();
-                        let request =
-                            Request::post("https://myvault.veevavault.com/api/v26.2/query")
-                                .body(body)
-                                .unwrap();
-                        let response = service.clone().oneshot(request).await.unwrap();
-                        assert_eq!(response.status(), StatusCode::OK, "replayed");
                     }
-                    assert_eq!(calls.load(Ordering::SeqCst), 4, "one replay");
-                    assert_eq!(
-                        read.load(Ordering::SeqCst),
-                        4 * 81 * SECRET.len(),
-                        "every attempt read the whole body"
-                    );
-                });
+                    let mut response = Response::new(Full::new(Bytes::new()));
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        *response.status_mut() = StatusCode::UNAUTHORIZED;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
+            let service = layer.layer(inner);
+            for _ in 0..3 {
+                // Two chunks, so that the recording grows past its first buffer.
+                let body = Chunks(vec![
+                    Bytes::from_static(long.as_bytes()),
+                    Bytes::from_static(SECRET.as_bytes()),
+                ])
+                .boxed();
+                let request = Request::post("https://myvault.veevavault.com/api/v26.2/query")
+                    .body(body)
+                    .unwrap();
+                let response = service.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "replayed");
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 4, "one replay");
+            assert_eq!(
+                read.load(Ordering::SeqCst),
+                4 * 81 * SECRET.len(),
+                "every attempt read the whole body"
+            );
         });
         drop(layer);
     });

@@ -8,5 +8,4 @@ pub mod pinned;
 pub mod raw;
 pub mod replays;
 pub mod reqwest_door;
-pub mod scanner;
 pub mod wipes;

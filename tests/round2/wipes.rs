@@ -15,7 +15,15 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt};
 use veeva_vault_auth::VaultAuthLayer;
 
-use super::scanner::{unwiped_blocks_in, MARKERS};
+use crate::scanning::unwiped_blocks_in;
+
+/// The markers the tests look for.
+const MARKERS: [&str; 4] = [
+    "ROUND2GROWNRECORDINGMARKER",
+    "ROUND2SPOILEDRECORDINGMARKER",
+    "ROUND2HALFREADMARKER",
+    "ROUND2SCANNERSELFTEST",
+];
 use crate::common::{tokens_in_order, Chunks};
 
 type Boxed = BoxBody<Bytes, Infallible>;
