@@ -45,7 +45,8 @@ use tower::{Layer, ServiceExt};
 use veeva_vault_auth::source::{BoxFuture, FileToken, SourceError, TokenSource};
 use veeva_vault_auth::testing::VaultStandIn;
 use veeva_vault_auth::{
-    AccessToken, BoxError, ResponseBody, TokenUnavailable, VaultAuth, VaultAuthLayer,
+    AccessToken, AuthStatus, BoxError, ResponseBody, TokenUnavailable, UnavailableKind, VaultAuth,
+    VaultAuthLayer,
 };
 
 const TASKS: usize = 32;
@@ -89,6 +90,9 @@ struct Tally {
     rejected_no_token: AtomicU64,
     /// The stand-in's records were cleared before they could be checked.
     rejected_unverified: AtomicU64,
+    /// Not replayed because the source had just handed back the rejected token (a file not yet
+    /// rewritten) and the layer was backing off before asking it again, as documented.
+    rejected_handed_back: AtomicU64,
     /// Rejections that reached the caller with no excuse: breaches.
     rejected_breach: AtomicU64,
     unavailable: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -373,6 +377,17 @@ async fn one_request(
     }
 }
 
+/// Whether the source's last answer was the token Vault had rejected, so that the layer backs
+/// off before asking again. Read after the request's answer: the backoff may have ended (and a
+/// fetch begun) since, so the failure streak, not the retry time, is what is checked.
+fn handed_back_while_backing_off(status: &AuthStatus) -> bool {
+    status.consecutive_failures > 0
+        && status
+            .last_error
+            .as_ref()
+            .is_some_and(|err| err.kind() == UnavailableKind::Rejected)
+}
+
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -514,13 +529,15 @@ async fn soak(
             }
         });
     }
-    // The stand-in records every request: forget them every 5 s, or memory grows. A request in
-    // flight across a clearing cannot be checked ("unverified").
+    // The stand-in records every request, bodies included: forget them every second, or its
+    // records are most of the memory measured (5 s of them were several hundred MiB, and how
+    // many big bodies fell in one window moved the peak by 100 MiB). A request in flight across a
+    // clearing cannot be checked ("unverified").
     {
         let (vault, stop, tally) = (vault.clone(), Arc::clone(&stop), Arc::clone(&tally));
         tasks.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 tally.clears.fetch_add(1, Ordering::SeqCst);
                 vault.clear_requests();
             }
@@ -565,14 +582,10 @@ async fn soak(
                         // How often the stand-in saw this request: twice is a replay that was
                         // rejected too (its fresh token was already dead: revoked again, the
                         // file's token revoked, expired); once is no replay.
-                        let attempts = vault
-                            .requests()
-                            .iter()
-                            .filter(|r| {
-                                r.headers.get(REFERENCE).map(|v| v.as_bytes())
-                                    == Some(reference.as_bytes())
-                            })
-                            .count();
+                        let attempts = vault.count_requests(|r| {
+                            r.headers.get(REFERENCE).map(|v| v.as_bytes())
+                                == Some(reference.as_bytes())
+                        });
                         if too_big {
                             tally.rejected_too_big.fetch_add(1, Ordering::Relaxed);
                         } else if attempts >= 2 {
@@ -585,6 +598,11 @@ async fn soak(
                             tally.rejected_no_token.fetch_add(1, Ordering::Relaxed);
                         } else if revoked_twice || expired {
                             tally.rejected_excused.fetch_add(1, Ordering::Relaxed);
+                        } else if handed_back_while_backing_off(&handle.status()) {
+                            // The documented answer when the source hands back the very token
+                            // Vault rejected (the file still held it): the caller gets Vault's
+                            // answer, and the source is not asked again until the backoff ends.
+                            tally.rejected_handed_back.fetch_add(1, Ordering::Relaxed);
                         } else {
                             tally.rejected_breach.fetch_add(1, Ordering::Relaxed);
                             let status = handle.status();
@@ -610,7 +628,7 @@ async fn soak(
         });
     }
     // Memory: sampled each second; the baseline is taken after a quarter of the run, and not
-    // before 15 s (the stand-in keeps 5 s of requests, big bodies included, and connection pools
+    // before 15 s (the stand-in keeps a second of requests, big bodies included, and connection pools
     // fill): runs shorter than a minute say little about memory.
     let warm_up = Instant::now() + Duration::from_secs((seconds / 4).max(15));
     let mut baseline = None;
@@ -644,11 +662,12 @@ async fn soak(
     let baseline = baseline.unwrap_or(end_rss);
     let growth = peak_after.saturating_sub(baseline);
     println!(
-        "requests {} | ok {} | rejection reached the caller: {} replayed and rejected again, {} not replayed while a fetch failed, {} not replayed but revoked again or expired in flight, {} too big to replay, {} unverified, {} with no excuse | token unavailable {:?} | other errors {}",
+        "requests {} | ok {} | rejection reached the caller: {} replayed and rejected again, {} not replayed while a fetch failed, {} not replayed while backing off from a handed-back rejected token, {} not replayed but revoked again or expired in flight, {} too big to replay, {} unverified, {} with no excuse | token unavailable {:?} | other errors {}",
         get(&tally.requests),
         get(&tally.ok),
         get(&tally.rejected_replayed),
         get(&tally.rejected_no_token),
+        get(&tally.rejected_handed_back),
         get(&tally.rejected_excused),
         get(&tally.rejected_too_big),
         get(&tally.rejected_unverified),

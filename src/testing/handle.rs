@@ -340,6 +340,29 @@ impl VaultStandIn {
             .collect()
     }
 
+    /// How many of the requests received so far (since the last
+    /// [`clear_requests`](Self::clear_requests)) `matches` says yes to, counted in place: unlike
+    /// [`requests`](Self::requests) it copies nothing, so a test that asks often under load does
+    /// not make the memory it measures.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use veeva_vault_auth::testing::VaultStandIn;
+    ///
+    /// let vault = VaultStandIn::start().await.unwrap();
+    /// assert_eq!(vault.count_requests(|request| request.path.ends_with("/users/me")), 0);
+    /// # }
+    /// ```
+    pub fn count_requests(&self, matches: impl Fn(&RecordedRequest) -> bool) -> usize {
+        let state = self.inner.shared.lock();
+        state
+            .requests
+            .iter()
+            .filter(|(_, request)| matches(request))
+            .count()
+    }
+
     /// How many requests were received (since the last [`clear_requests`](Self::clear_requests)).
     pub fn request_count(&self) -> usize {
         self.inner.shared.lock().requests.len()
