@@ -101,6 +101,8 @@ struct Tally {
     fetch_ok: AtomicU64,
     fetch_failed: AtomicU64,
     fetch_hung: AtomicU64,
+    /// Hung fetches the layer gave up on (its fetch timeout dropped them).
+    fetch_hung_given_up: AtomicU64,
     /// Fetches that read a token already revoked from the file.
     fetch_dead: AtomicU64,
     /// Events that may each cost one fetch: revocations, expiring tokens issued.
@@ -118,6 +120,15 @@ struct Tally {
 impl Tally {
     fn note_token(&self, value: &str) {
         self.secrets.lock().unwrap().push(value.to_owned());
+    }
+}
+
+/// Counts a hung fetch that the layer gave up on, when it drops it.
+struct HangGivenUp(Arc<Tally>);
+
+impl Drop for HangGivenUp {
+    fn drop(&mut self) {
+        self.0.fetch_hung_given_up.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -148,6 +159,10 @@ impl TokenSource for Faulty {
             }
             if roll < 33 {
                 self.tally.fetch_hung.fetch_add(1, Ordering::Relaxed);
+                // Counted again when the layer gives up on it (its fetch timeout drops this
+                // future): a request that joined the fetch after the hang began learns only then
+                // that no token came.
+                let _given_up = HangGivenUp(Arc::clone(&self.tally));
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
             self.tally.fetch_ok.fetch_add(1, Ordering::Relaxed);
@@ -560,6 +575,7 @@ async fn soak(
                 let failed = || {
                     tally.fetch_failed.load(Ordering::SeqCst)
                         + tally.fetch_hung.load(Ordering::SeqCst)
+                        + tally.fetch_hung_given_up.load(Ordering::SeqCst)
                         + tally.fetch_dead.load(Ordering::SeqCst)
                 };
                 let failed_before = failed();
