@@ -322,7 +322,7 @@ async fn one_request(
     vault: &VaultStandIn,
     rng: &mut Rng,
     reference: &str,
-) -> (Result<bool, BoxError>, bool) {
+) -> (Result<bool, BoxError>, bool, &'static str) {
     let documents = vault.api_url("/objects/documents");
     let query = vault.api_url("/query");
     let form = |b: http::request::Builder| {
@@ -337,23 +337,39 @@ async fn one_request(
                 .header(REFERENCE, reference)
                 .body(Full::new(Bytes::new()))
                 .unwrap();
-            (read(send_full(&clients.full, request).await).await, false)
+            (
+                read(send_full(&clients.full, request).await).await,
+                false,
+                "empty GET (Full)",
+            )
         }
         1 => {
             let request = form(Request::builder())
                 .body(Full::new(Bytes::from_static(QUERY)))
                 .unwrap();
-            (read(send_full(&clients.full, request).await).await, false)
+            (
+                read(send_full(&clients.full, request).await).await,
+                false,
+                "form POST (Full)",
+            )
         }
         2 => {
             let request = form(Request::builder())
                 .body(String::from_utf8(QUERY.to_vec()).unwrap())
                 .unwrap();
-            (read(send_text(&clients.text, request).await).await, false)
+            (
+                read(send_text(&clients.text, request).await).await,
+                false,
+                "form POST (String)",
+            )
         }
         3 => {
             let request = form(Request::builder()).body(boxed_full(QUERY)).unwrap();
-            (read(send_boxed(&clients.boxed, request).await).await, false)
+            (
+                read(send_boxed(&clients.boxed, request).await).await,
+                false,
+                "form POST (boxed Full)",
+            )
         }
         4 => {
             let request = Request::get(&documents)
@@ -364,7 +380,11 @@ async fn one_request(
                         .boxed(),
                 )
                 .unwrap();
-            (read(send_boxed(&clients.boxed, request).await).await, false)
+            (
+                read(send_boxed(&clients.boxed, request).await).await,
+                false,
+                "empty GET (boxed)",
+            )
         }
         5 => {
             let chunks = QUERY.chunks(5).map(Bytes::copy_from_slice).collect();
@@ -374,7 +394,11 @@ async fn one_request(
             }
             .boxed();
             let request = form(Request::builder()).body(body).unwrap();
-            (read(send_boxed(&clients.boxed, request).await).await, false)
+            (
+                read(send_boxed(&clients.boxed, request).await).await,
+                false,
+                "form POST (boxed stream)",
+            )
         }
         _ => {
             // Too big to replay: `q=` and a long comment-like tail the stand-in ignores.
@@ -387,7 +411,11 @@ async fn one_request(
             }
             .boxed();
             let request = form(Request::builder()).body(body).unwrap();
-            (read(send_boxed(&clients.boxed, request).await).await, true)
+            (
+                read(send_boxed(&clients.boxed, request).await).await,
+                true,
+                "too big (boxed stream)",
+            )
         }
     }
 }
@@ -580,7 +608,7 @@ async fn soak(
                 };
                 let failed_before = failed();
                 let reference = format!("soak-{task}-{}", rng.next());
-                let (outcome, too_big) = one_request(&clients, &vault, &mut rng, &reference).await;
+                let (outcome, too_big, kind) = one_request(&clients, &vault, &mut rng, &reference).await;
                 tally.requests.fetch_add(1, Ordering::Relaxed);
                 match outcome {
                     Ok(true) => {
@@ -623,7 +651,7 @@ async fn soak(
                             tally.rejected_breach.fetch_add(1, Ordering::Relaxed);
                             let status = handle.status();
                             eprintln!(
-                                "soak: not replayed: {reference}: attempts {attempts}, consecutive fetch failures {}, retry at {:?}, generation {:?}",
+                                "soak: not replayed: {reference} ({kind}): attempts {attempts}, consecutive fetch failures {}, retry at {:?}, generation {:?}",
                                 status.consecutive_failures,
                                 status.retry_at.map(|at| at.saturating_duration_since(Instant::now())),
                                 status.generation,
