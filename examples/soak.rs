@@ -52,6 +52,9 @@ use veeva_vault_auth::{
 const TASKS: usize = 32;
 /// A stream this long is over the layer's replay limit (64 KiB): its rejection reaches the caller.
 const TOO_BIG: usize = 70 * 1024;
+/// The layer's longest backoff here: a request rejected this soon after the source handed back a
+/// revoked token may have met the backoff that follows (or joined the fetch that read it).
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// Resident memory may grow this much after warm-up.
 const MEMORY_SLACK: u64 = 16 * 1024 * 1024;
 
@@ -101,6 +104,8 @@ struct Tally {
     fetch_ok: AtomicU64,
     fetch_failed: AtomicU64,
     fetch_hung: AtomicU64,
+    /// When the source last handed back a revoked token from the file.
+    last_dead_at: Mutex<Option<Instant>>,
     /// Hung fetches the layer gave up on (its fetch timeout dropped them).
     fetch_hung_given_up: AtomicU64,
     /// Fetches that read a token already revoked from the file.
@@ -172,6 +177,7 @@ impl TokenSource for Faulty {
                     // The file still holds a token the chaos revoked: the layer is documented
                     // to hand the rejection over and back off (guide, "rejections", 4).
                     self.tally.fetch_dead.fetch_add(1, Ordering::SeqCst);
+                    *self.tally.last_dead_at.lock().unwrap() = Some(Instant::now());
                 }
                 return Ok(token);
             }
@@ -507,7 +513,7 @@ async fn soak(
         // Retried soon after a failure, so that a token can be had most of the time.
         .backoff(veeva_vault_auth::Backoff::new(
             Duration::from_millis(20),
-            Duration::from_millis(200),
+            BACKOFF_MAX,
         ))
         .build()
         .expect("layer");
@@ -642,7 +648,13 @@ async fn soak(
                             tally.rejected_no_token.fetch_add(1, Ordering::Relaxed);
                         } else if revoked_twice || expired {
                             tally.rejected_excused.fetch_add(1, Ordering::Relaxed);
-                        } else if handed_back_while_backing_off(&handle.status()) {
+                        } else if handed_back_while_backing_off(&handle.status())
+                            || tally
+                                .last_dead_at
+                                .lock()
+                                .unwrap()
+                                .is_some_and(|at| at + BACKOFF_MAX >= start)
+                        {
                             // The documented answer when the source hands back the very token
                             // Vault rejected (the file still held it): the caller gets Vault's
                             // answer, and the source is not asked again until the backoff ends.
