@@ -8,7 +8,7 @@
 #
 # Cost, measured on the project's 2-core VM (shared with other builds, so upper bounds):
 # installing cargo-fuzz from source about 3 minutes, the first optimized build of the targets
-# about 6 minutes (later builds reuse fuzz/target), then 4 targets x FUZZ_SMOKE_SECONDS.
+# about 6 minutes (later builds reuse fuzz/target), then 5 targets x FUZZ_SMOKE_SECONDS.
 # Caching ~/.cargo/bin and fuzz/target between CI runs removes the first two.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,8 @@
 #
 # Usage: scripts/fuzz.sh [seconds per target, default 60] [target ...]   (default: all targets)
 # Targets: token (AccessToken validation), detect (rejection detection), replay (the replay copy
-# and rebuild), origin (the Vault origin check).
+# and rebuild), origin (the Vault origin check), standin (the Vault stand-in's request parsing:
+# routes, credentials, form and JSON bodies, revoke id lists, VQL).
 #
 # Needs the nightly toolchain and cargo-fuzz:
 #   rustup toolchain install nightly --profile minimal && cargo install cargo-fuzz --locked
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/../fuzz"
 
 seconds=${1:-60}
 shift || true
-targets=${*:-"token detect replay origin"}
+targets=${*:-"token detect replay origin standin"}
 # Each run's own cap on memory (libFuzzer's default is 2 GiB).
 rss_mb=${FUZZ_RSS_MB:-1024}
 

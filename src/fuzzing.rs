@@ -75,3 +75,65 @@ impl Origin {
         &self.0.shown
     }
 }
+
+/// The Vault stand-in's request handling (`testing::VaultStandIn`) without its server: routes,
+/// `_method` overrides, credentials, form and JSON bodies, revoke id lists, VQL, logins and
+/// token creation, each request answered on the caller's thread as the server would answer it
+/// (requests are never held). Needs the `test-util` feature too.
+#[cfg(feature = "test-util")]
+pub struct StandIn(crate::testing::fuzz::Offline);
+
+#[cfg(feature = "test-util")]
+impl std::fmt::Debug for StandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StandIn")
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl StandIn {
+    /// The user who can log in ([`PASSWORD`](Self::PASSWORD)); its tokens come from
+    /// [`issue_token`](Self::issue_token).
+    pub const USER: &'static str = crate::testing::fuzz::FUZZ_USER;
+    /// [`USER`](Self::USER)'s password.
+    pub const PASSWORD: &'static str = crate::testing::fuzz::FUZZ_PASSWORD;
+    /// The OAuth profile id and identity provider token that open a session for
+    /// [`USER`](Self::USER).
+    pub const OAUTH: (&'static str, &'static str) = crate::testing::fuzz::FUZZ_OAUTH;
+    /// Paths ending so are redirected (HTTP 302).
+    pub const REDIRECTED: &'static str = crate::testing::fuzz::FUZZ_REDIRECTED;
+    /// Paths ending so answer an injected `INSUFFICIENT_ACCESS` to a good credential.
+    pub const FAILING: &'static str = crate::testing::fuzz::FUZZ_FAILING;
+
+    /// A fresh stand-in: 401s for bad credentials when `unauthorized_mode`, picklists in VQL
+    /// results as arrays when `picklists_as_arrays`, [`USER`](Self::USER) an admin when `admin`.
+    pub fn new(unauthorized_mode: bool, picklists_as_arrays: bool, admin: bool) -> Self {
+        Self(crate::testing::fuzz::Offline::new(
+            unauthorized_mode,
+            picklists_as_arrays,
+            admin,
+        ))
+    }
+
+    /// A new token for [`USER`](Self::USER).
+    pub fn issue_token(&self) -> String {
+        self.0.issue_token()
+    }
+
+    /// Answers `request` as the stand-in's server would; `None` if reading its body did not
+    /// finish at once (for an in-memory body, a hang).
+    pub fn serve<B>(
+        &self,
+        request: Request<B>,
+    ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>>
+    where
+        B: Body<Data = bytes::Bytes> + Unpin,
+    {
+        self.0.serve(request)
+    }
+
+    /// What the stand-in recorded of every request so far (`Debug` is the redacted view).
+    pub fn recorded(&self) -> Vec<crate::testing::RecordedRequest> {
+        self.0.recorded()
+    }
+}

@@ -128,6 +128,8 @@ mod clock;
 mod dates;
 mod endpoints;
 mod entropy;
+#[cfg(feature = "__fuzz")]
+pub(crate) mod fuzz;
 mod handle;
 mod recorded;
 mod redact;

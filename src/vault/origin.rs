@@ -403,4 +403,20 @@ mod tests {
             "a trailing slash is fine"
         );
     }
+
+    #[test]
+    fn the_fast_check_ignores_the_case_of_the_host() {
+        // What `surely_matches` accepts without the full check: the host in any case, with or
+        // without the default port.
+        let vault = origin("https://MyVault.veevavault.com");
+        for url in [
+            "https://myvault.veevavault.com/api",
+            "https://MYVAULT.VEEVAVAULT.COM/api",
+            "https://MyVault.veevavault.com:443/api",
+            "https://MYVAULT.veevavault.com:443/api",
+        ] {
+            let uri: Uri = url.parse().unwrap();
+            assert!(vault.surely_matches(&uri), "{url}");
+        }
+    }
 }
