@@ -59,30 +59,66 @@ pub(super) fn redact_tokens(text: &str) -> String {
 }
 
 /// Replaces the value of every `password` form field (`password=…` up to the next `&`) and
-/// JSON member (`"password":"…"`) with `[REDACTED]`, so a recorded login never shows one.
+/// JSON member (`"password":"…"`, with any whitespace around the colon, up to the closing quote
+/// that no backslash escapes) with `[REDACTED]`, so a recorded login never shows one.
 pub(super) fn redact_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     loop {
-        let form = find_field(rest, "password=");
-        let json = find_field(rest, "\"password\":\"");
-        let Some((at, key_len, end)) = [form.map(|at| (at, 9, '&')), json.map(|at| (at, 12, '"'))]
+        let form = find_field(rest, "password=").map(|at| {
+            let start = at + "password=".len();
+            let end = rest[start..]
+                .find('&')
+                .map_or(rest.len(), |len| start + len);
+            (at, start, end)
+        });
+        let Some((_, start, end)) = [form, json_password(rest)]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _, _)| *at)
         else {
             break;
         };
-        let value_start = at + key_len;
-        let value_len = rest[value_start..]
-            .find(end)
-            .unwrap_or(rest.len() - value_start);
-        out.push_str(&rest[..value_start]);
+        out.push_str(&rest[..start]);
         out.push_str("[REDACTED]");
-        rest = &rest[value_start + value_len..];
+        rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// The first JSON member `"password"` with a string value in `text`: where its name starts, and
+/// where its value starts and ends (the closing quote, or the end of the text).
+fn json_password(text: &str) -> Option<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut from = 0;
+    while let Some(found) = find_field(&text[from..], "\"password\"") {
+        let at = from + found;
+        from = at + 1;
+        let colon = skip_space(at + "\"password\"".len());
+        if bytes.get(colon) != Some(&b':') {
+            continue;
+        }
+        let quote = skip_space(colon + 1);
+        if bytes.get(quote) != Some(&b'"') {
+            continue;
+        }
+        let start = quote + 1;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b'"' {
+            // An escape's second byte is ASCII in JSON; past the end is the end.
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        // Stopped on a quote (a char boundary) or at the end.
+        return Some((at, start, end.min(bytes.len())));
+    }
+    None
 }
 
 /// Where `key` starts in `text`, ignoring ASCII case, at the text's start or after a separator.
@@ -92,7 +128,7 @@ fn find_field(text: &str, key: &str) -> Option<usize> {
     while let Some(found) = lower[from..].find(key) {
         let at = from + found;
         let before = lower[..at].chars().next_back();
-        if before.is_none_or(|c| matches!(c, '&' | '?' | ',' | '{' | ' ' | '\n')) {
+        if before.is_none_or(|c| matches!(c, '&' | '?' | ',' | '{' | ' ' | '\n' | '\r' | '\t')) {
             return Some(at);
         }
         from = at + 1;
@@ -148,6 +184,20 @@ mod tests {
             r#"{"username":"a","Password":"[REDACTED]"}"#
         );
         assert_eq!(redact_passwords("mypassword=x"), "mypassword=x");
+        // JSON with whitespace around the colon, an escaped quote, and no closing quote.
+        assert_eq!(
+            redact_passwords(r#"{"username":"a", "password" : "p\"q w"}"#),
+            r#"{"username":"a", "password" : "[REDACTED]"}"#
+        );
+        assert_eq!(
+            redact_passwords("{\n\t\"Password\":\t\"secret"),
+            "{\n\t\"Password\":\t\"[REDACTED]"
+        );
+        assert_eq!(
+            redact_passwords(r#"{"password": 5, "x": "password"}"#),
+            r#"{"password": 5, "x": "password"}"#,
+            "not a string value: nothing to hide, nothing changed"
+        );
         assert_eq!(redact_passwords("password="), "password=[REDACTED]");
     }
 }
