@@ -41,12 +41,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Request, Response, Uri};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Uri};
 use http_body_util::Full;
 use tower::Service;
 use veeva_vault_auth::VaultAuthLayer;
 
+use common::loopback::vault_answer;
 use common::*;
 
 /// Requests in flight per round.
@@ -67,17 +68,6 @@ fn serial_of(value: Option<&HeaderValue>) -> u64 {
         .and_then(|value| value.strip_prefix("Bearer veeva-vault-rotated-"))
         .and_then(|serial| serial.parse().ok())
         .unwrap_or(0)
-}
-
-fn vault_answer(status: &'static str, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json;charset=UTF-8"),
-    );
-    headers.insert("x-vaultapi-status", HeaderValue::from_static(status));
-    response
 }
 
 fn recovery(c: &mut Criterion) {

@@ -81,7 +81,8 @@ pub fn accepts_only(expected: &'static str) -> Arc<Judge> {
     Arc::new(move |value: Option<&HeaderValue>| value.is_some_and(|v| v == expected))
 }
 
-fn answer(status: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+/// An answer as Vault writes one: a JSON body with its `X-VaultAPI-Status`.
+pub fn vault_answer(status: &'static str, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(
@@ -112,9 +113,9 @@ async fn serve(listener: TcpListener, judge: Arc<Judge>, answered: Arc<Answered>
                 let sent = request.into_body().collect().await;
                 std::hint::black_box(sent.is_ok());
                 Ok::<_, Infallible>(if accepted {
-                    answer("SUCCESS", SUCCESS_BODY)
+                    vault_answer("SUCCESS", SUCCESS_BODY)
                 } else {
-                    answer("FAILURE", INVALID_SESSION_BODY)
+                    vault_answer("FAILURE", INVALID_SESSION_BODY)
                 })
             }
         });
