@@ -579,6 +579,19 @@ mod tests {
         assert_eq!(https.is_ok(), cfg!(feature = "rustls"));
     }
 
+    /// Without TLS (no `rustls`, no `http_service`) an `https` URL is refused with the reason,
+    /// whichever features this build has; with it, the URL is kept as given, host lowercased.
+    #[test]
+    fn https_needs_tls() {
+        let err = base_url("https://myvault.veevavault.com", false).unwrap_err();
+        assert!(err.to_string().contains("`rustls` feature"), "{err}");
+        let (base, authority) = base_url("https://MyVault.veevavault.com", true).unwrap();
+        assert_eq!(base, "https://MyVault.veevavault.com");
+        assert_eq!(authority, "myvault.veevavault.com");
+        let (base, _) = base_url("http://127.0.0.1:8080", false).unwrap();
+        assert_eq!(base, "http://127.0.0.1:8080");
+    }
+
     #[test]
     fn settings_are_checked() {
         let base = || VaultIssuer::builder("http://127.0.0.1:1");

@@ -1,0 +1,181 @@
+//! Tests that kill mutants of `src/cache/` that the rest of the suite let live
+//! (scripts/mutants.sh; mutants-report.md names each): what the cache shows in `Debug`, that a
+//! dropped layer leaves no task behind, that a request uses a token installed while it waited
+//! without another fetch, that a late rejection respects the backoff, and that Vault's first
+//! acceptance of a token is logged once. Over real HTTP to the Vault stand-in.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use veeva_vault_auth::source::SourceError;
+use veeva_vault_auth::testing::VaultStandIn;
+use veeva_vault_auth::{AccessToken, Backoff, VaultAuth, VaultAuthLayer};
+
+type Boxed = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// The layer around a hyper-util client whose body type is boxed.
+fn boxed_client(
+    layer: &VaultAuthLayer,
+) -> VaultAuth<Client<hyper_util::client::legacy::connect::HttpConnector, Boxed>> {
+    tower::Layer::layer(layer, Client::builder(TokioExecutor::new()).build_http())
+}
+
+/// The handle shows the cache's generation, and never the token.
+#[tokio::test(start_paused = true)]
+async fn the_handle_shows_the_generation_of_its_cache_but_not_the_token() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
+    let handle = layer.handle();
+    assert_eq!(
+        format!("{handle:?}"),
+        "AuthHandle { cache: Cache { generation: 0, .. } }"
+    );
+    let client = authed(&layer);
+    send(&client, get(&vault.api_url("/objects/users/me")))
+        .await
+        .unwrap();
+    let shown = format!("{handle:?}");
+    let generation = handle.status().generation.expect("a token is held");
+    assert_eq!(
+        shown,
+        format!("AuthHandle {{ cache: Cache {{ generation: {generation}, .. }} }}")
+    );
+    assert!(!shown.contains(&token));
+}
+
+/// The maintainer task the first fetch started ends with the last clone of the layer, even when
+/// it has nothing to wait for (a token without expiry from a source that is never polled).
+#[tokio::test(start_paused = true)]
+async fn dropping_the_layer_ends_its_maintainer_task() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
+    let handle = layer.handle();
+    // The token is fetched without a request, so that no connection task is counted.
+    handle.force_refresh().await.unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let with_layer = metrics.num_alive_tasks();
+    drop((layer, handle));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        with_layer - 1,
+        "the maintainer ended with the layer"
+    );
+}
+
+/// A request that came without a token but finds one in place by the time it asks for one
+/// (another caller's fetch installed it in between) uses it, without another fetch.
+#[tokio::test(start_paused = true)]
+async fn a_request_that_finds_a_token_installed_meanwhile_uses_it() {
+    use tower::{Service, ServiceExt};
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::fixed(&token);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let handle = layer.handle();
+    let mut client = authed(&layer);
+    // Called while no token is held; not polled yet.
+    let pending = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&vault.api_url("/objects/users/me")));
+    handle.force_refresh().await.unwrap();
+    assert_eq!(source.fetches(), 1);
+    let response = pending.await.unwrap();
+    assert!(text(response).await.contains("SUCCESS"));
+    assert_eq!(source.fetches(), 1, "the token in place was used");
+}
+
+/// "vault accepted the access token" is logged once per token: at Vault's first acceptance.
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn the_first_acceptance_of_a_token_is_logged_once() {
+    let (captured, _default) = Captured::start();
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
+    let client = authed(&layer);
+    for _ in 0..3 {
+        let response = send(&client, get(&vault.api_url("/objects/users/me")))
+            .await
+            .unwrap();
+        assert!(text(response).await.contains("SUCCESS"));
+    }
+    let logged = captured.text();
+    assert_eq!(
+        logged.matches("vault accepted the access token").count(),
+        1,
+        "{logged}"
+    );
+}
+
+/// A rejection that comes in after the token was dropped and the fetch for it failed, while the
+/// layer backs off for longer than the fetch timeout: no new fetch (the request cannot be sent
+/// again, and the backoff holds), and Vault's answer is handed over.
+#[tokio::test(start_paused = true)]
+async fn a_late_rejection_during_a_long_backoff_starts_no_fetch() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (first, second) = (vault.issue_token(), vault.issue_token());
+    let source = ScriptedSource::new(move |n| match n {
+        1 => Ok(AccessToken::new(first.clone()).unwrap()),
+        2 => Err(SourceError::retryable("the source is down")),
+        _ => Ok(AccessToken::new(second.clone()).unwrap()),
+    });
+    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
+        .backoff(Backoff::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ))
+        .fetch_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let client = authed(&layer);
+    let documents = vault.api_url("/objects/documents");
+    drop(send(&client, get(&documents)).await.unwrap());
+
+    // The late request (a stream: it cannot be sent again) is held at the server.
+    vault.hold_requests(true);
+    let late = tokio::spawn({
+        let (client, documents) = (boxed_client(&layer), documents.clone());
+        async move {
+            let request = http::Request::post(documents.replace("/objects/documents", "/query"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Chunks(vec![Bytes::from_static(b"q=SELECT id FROM users")]).boxed_unsync())
+                .unwrap();
+            text(send(&client, request).await.unwrap()).await
+        }
+    });
+    vault.wait_for_held(1).await;
+    vault.stop_holding();
+    let first_token = vault.requests()[0].headers["authorization"]
+        .to_str()
+        .unwrap()[7..]
+        .to_owned();
+    assert!(vault.revoke(&first_token));
+    drop(send(&client, get(&documents)).await);
+    assert_eq!(source.fetches(), 2, "the early rejection's fetch failed");
+    vault.release();
+    eventually("the late request to be answered", || late.is_finished()).await;
+    let answer = late.await.unwrap();
+    assert!(answer.contains("INVALID_SESSION_ID"), "{answer}");
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(source.fetches(), 2, "the backoff held");
+}

@@ -1,0 +1,131 @@
+//! Tests that kill mutants of `src/source/issuer/` that the rest of the suite let live
+//! (scripts/mutants.sh; mutants-report.md names each): the edges of the builder's checks, what
+//! the builder shows in `Debug`, and the defaults as Vault sees them, over real HTTP to the
+//! Vault stand-in on paused time.
+#![cfg(feature = "issuer")]
+
+mod common;
+mod issuer_common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use issuer_common::*;
+use veeva_vault_auth::source::{StaticToken, TokenSource, VaultIssuer, VaultIssuerBuilder};
+use veeva_vault_auth::testing::VaultStandIn;
+
+const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+const BOOTSTRAP: &str = "veeva-vault-bootstrapNeverShown";
+
+fn builder() -> VaultIssuerBuilder {
+    VaultIssuer::builder("http://127.0.0.1:9")
+        .bootstrap_token(StaticToken::new(BOOTSTRAP).unwrap())
+        .name_prefix("edge")
+}
+
+fn refusal(builder: VaultIssuerBuilder) -> String {
+    match builder.build() {
+        Ok(_) => panic!("the settings were accepted"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn a_lifetime_of_two_minutes_is_the_shortest_taken() {
+    assert!(builder().lifetime(Duration::from_secs(120)).build().is_ok());
+    let said = refusal(builder().lifetime(Duration::from_secs(119)));
+    assert!(said.contains("at least 2 minutes"), "{said}");
+}
+
+#[test]
+fn a_lifetime_and_a_grace_period_of_ten_years_are_the_longest_taken() {
+    // Five years: far under the cap, far over what a slip in computing it would allow.
+    let five_years = Duration::from_secs(5 * 365 * 24 * 3600);
+    assert!(builder().lifetime(five_years).build().is_ok());
+    assert!(builder().grace_period(five_years).build().is_ok());
+    assert!(builder().lifetime(TEN_YEARS).build().is_ok());
+    assert!(builder().grace_period(TEN_YEARS).build().is_ok());
+    let over = TEN_YEARS + Duration::from_secs(1);
+    let said = refusal(builder().lifetime(over));
+    assert!(said.contains("lifetime must be at most 10 years"), "{said}");
+    let said = refusal(builder().grace_period(over));
+    assert!(
+        said.contains("grace period must be at most 10 years"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_name_prefix_may_hold_spaces_but_no_control_characters() {
+    assert!(builder().name_prefix("nightly sync job").build().is_ok());
+    for bad in ["tab\there", "new\nline", "caf\u{e9}", ""] {
+        let said = refusal(builder().name_prefix(bad));
+        assert!(said.contains("1 to 40 visible ASCII"), "{bad:?}: {said}");
+    }
+    assert!(builder().name_prefix(&"p".repeat(40)).build().is_ok());
+    assert!(builder().name_prefix(&"p".repeat(41)).build().is_err());
+}
+
+#[test]
+fn the_builder_shows_its_settings_but_no_credential() {
+    let shown = format!(
+        "{:?}",
+        builder()
+            .lifetime(Duration::from_secs(7200))
+            .grace_period(Duration::from_secs(30))
+    );
+    assert!(
+        shown.starts_with("VaultIssuerBuilder { url: \"http://127.0.0.1:9\""),
+        "{shown}"
+    );
+    for part in [
+        "name_prefix: \"edge\"",
+        "lifetime: 7200s",
+        "grace: 30s",
+        "..",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    assert!(!shown.contains("bootstrapNeverShown"), "{shown}");
+}
+
+/// Unless told otherwise, an issued token expires 24 hours after it was issued (by Vault's
+/// clock), and is named with the default prefix.
+#[tokio::test(start_paused = true)]
+async fn an_issued_token_lives_a_day_by_default() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .wall_clock(wall_clock(0))
+        .build()
+        .unwrap();
+    let before = SystemTime::now();
+    let token = issuer.fetch().await.unwrap();
+    let info = vault
+        .tokens()
+        .into_iter()
+        .find(|t| t.active && t.name.starts_with("veeva-vault-auth:"))
+        .expect("the issued token, named with the default prefix");
+    let expiry = info.expiry.expect("an expiry date");
+    let day = Duration::from_secs(24 * 3600);
+    // Paused time may move on while the issuer waits for Vault: a few minutes either way.
+    let slack = Duration::from_secs(300);
+    assert!(
+        expiry >= before + day - slack && expiry <= SystemTime::now() + day + slack,
+        "{expiry:?} is not a day after {before:?}"
+    );
+    assert!(token.expires_at().is_some());
+    issuer.shutdown().await.unwrap();
+}
+
+#[test]
+fn an_api_version_is_a_v_and_at_least_one_digit() {
+    assert!(builder().api_version("v26.2").build().is_ok());
+    assert!(builder().api_version("v9").build().is_ok());
+    for bad in ["v", "26.2", "v26-2", ""] {
+        let said = refusal(builder().api_version(bad));
+        assert!(said.contains("looks like v26.2"), "{bad:?}: {said}");
+    }
+}
