@@ -101,3 +101,25 @@ async fn replays_are_logged() {
         );
     }
 }
+
+/// "vault accepted the access token" is logged once per token: at Vault's first acceptance.
+#[tokio::test(start_paused = true)]
+async fn the_first_acceptance_of_a_token_is_logged_once() {
+    let (captured, _default) = Captured::start();
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
+    let client = authed(&layer);
+    for _ in 0..3 {
+        let response = send(&client, get(&vault.api_url("/objects/users/me")))
+            .await
+            .unwrap();
+        assert!(text(response).await.contains("SUCCESS"));
+    }
+    let logged = captured.text();
+    assert_eq!(
+        logged.matches("vault accepted the access token").count(),
+        1,
+        "{logged}"
+    );
+}
