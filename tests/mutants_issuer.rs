@@ -129,3 +129,41 @@ fn an_api_version_is_a_v_and_at_least_one_digit() {
         assert!(said.contains("looks like v26.2"), "{bad:?}: {said}");
     }
 }
+
+/// A password issuer whose stand-in keeps sessions up to 48 hours whatever their idle time, with
+/// its user added.
+async fn login_setup() -> (VaultStandIn, VaultIssuer) {
+    let vault = VaultStandIn::start().await.unwrap();
+    vault.add_user("svc@example.com", "pass word");
+    vault.set_session_idle_timeout(Duration::from_secs(48 * 3600));
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .password("svc@example.com", secrecy::SecretString::from("pass word"))
+        .name_prefix("session-age")
+        .lifetime(Duration::from_secs(3600))
+        .wall_clock(wall_clock(0))
+        .build()
+        .unwrap();
+    (vault, issuer)
+}
+
+/// A session is used for all calls for 47 hours (Vault ends it at 48) and opened again from
+/// then on: two hours in, no new login; 47 hours in to the nanosecond, a new one.
+#[tokio::test(start_paused = true)]
+async fn a_session_is_kept_for_47_hours_and_opened_again_then() {
+    let _clock = hold_clock();
+    let (vault, issuer) = login_setup().await;
+    issuer.fetch().await.unwrap();
+    assert_eq!(count(&vault, is_login), 1);
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    issuer.fetch().await.unwrap();
+    assert_eq!(count(&vault, is_login), 1, "the session was reused");
+    tokio::time::advance(Duration::from_secs(45 * 3600)).await;
+    issuer.fetch().await.unwrap();
+    assert_eq!(
+        count(&vault, is_login),
+        2,
+        "at 47 hours a new session was opened"
+    );
+    assert_eq!(count(&vault, is_end_session), 1, "and the old one ended");
+    issuer.shutdown().await.unwrap();
+}

@@ -216,16 +216,15 @@ impl State {
             ])
         };
         let vault_id = if here { this_vault.id } else { OTHER_VAULT_ID };
+        let this = vault(this_vault.id, "Stand-in Vault", &this_vault.api_url);
+        let other = vault(OTHER_VAULT_ID, "Other Vault", OTHER_VAULT_URL);
+        // The Vault the session landed in comes first: a client must find the one it asked for
+        // by its URL, not by its place in the list.
+        let vaults = if here { [this, other] } else { [other, this] };
         Reply::success(vec![
             ("sessionId", Json::string(&id)),
             ("userId", Json::number(user)),
-            (
-                "vaultIds",
-                Json::array([
-                    vault(this_vault.id, "Stand-in Vault", &this_vault.api_url),
-                    vault(OTHER_VAULT_ID, "Other Vault", OTHER_VAULT_URL),
-                ]),
-            ),
+            ("vaultIds", Json::array(vaults)),
             ("vaultId", Json::number(vault_id)),
         ])
     }

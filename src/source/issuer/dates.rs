@@ -105,4 +105,60 @@ mod tests {
         let subsecond = time + Duration::from_millis(999);
         assert_eq!(format_utc(subsecond), "2026-12-01T21:30:00Z");
     }
+
+    /// Days since 1970-01-01 of dates around leap days and the century rules (taken from
+    /// Python's `datetime`).
+    #[test]
+    fn known_days() {
+        let known = [
+            ((1970, 1, 1), 0),
+            ((1972, 2, 29), 789),
+            ((1999, 12, 31), 10_956),
+            ((2000, 2, 29), 11_016),
+            ((2000, 3, 1), 11_017),
+            ((2024, 2, 29), 19_782),
+            ((2026, 12, 2), 20_789),
+            ((2038, 1, 19), 24_855),
+            ((2100, 2, 28), 47_540),
+            ((2100, 3, 1), 47_541),
+            ((2399, 12, 31), 157_053),
+            ((2400, 2, 29), 157_113),
+            ((2400, 3, 1), 157_114),
+        ];
+        for ((year, month, day), days) in known {
+            assert_eq!(
+                days_from_civil(year, month, day),
+                days,
+                "{year}-{month}-{day}"
+            );
+            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+        }
+    }
+
+    /// Every day from 1970 to 2401 against a calendar walked day by day with the Gregorian
+    /// rules, both ways.
+    #[test]
+    fn every_day_matches_a_walked_calendar() {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let length = |y: i64, m: i64| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let (mut year, mut month, mut day) = (1970, 1, 1);
+        for days in 0..157_500 {
+            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+            assert_eq!(days_from_civil(year, month, day), days);
+            day += 1;
+            if day > length(year, month) {
+                day = 1;
+                month += 1;
+                if month > 12 {
+                    month = 1;
+                    year += 1;
+                }
+            }
+        }
+    }
 }

@@ -190,3 +190,27 @@ fn scrub(message: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn vault_messages_are_cut_after_300_bytes_and_tokens_hidden() {
+        // 30 words of 9 letters and a space: 299 bytes, then 10 more.
+        let word = "abcdefghi";
+        let exactly = [word; 30].join(" ") + "j";
+        assert_eq!(exactly.len(), 300);
+        assert_eq!(scrub(&exactly), exactly, "300 bytes are kept whole");
+        let longer = [word; 31].join(" ");
+        let cut = scrub(&longer);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(cut.len(), 309 + '…'.len_utf8());
+        let long = ["0123456789abcdef"; 200].join(" ");
+        assert!(scrub(&long).len() < 330);
+        assert_eq!(
+            scrub("bad   token veeva-vault-secret\there"),
+            "bad token [REDACTED] here"
+        );
+    }
+}
