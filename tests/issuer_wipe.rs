@@ -1,5 +1,5 @@
-//! The issuer wipes the session id of a login answer, and the token of a create answer, before
-//! their memory goes back to the allocator.
+//! The issuer wipes the password of a login form, the session id of a login answer, and the
+//! token of a create answer, before their memory goes back to the allocator.
 //!
 //! As in `tests/wipe.rs`, a scanning global allocator looks through every block freed (or left
 //! behind by a moving `realloc`) for a marker, and counts the blocks still holding it. Here the
@@ -24,6 +24,9 @@ use scanning::unwiped_blocks_in;
 const VAULT: &str = "http://127.0.0.1:9";
 const VERSIONS: &str =
     r#"{"responseStatus":"SUCCESS","values":{"v26.2":"http://127.0.0.1:9/api/v26.2"}}"#;
+/// The login's password: its spaces and `&` are percent-encoded in the form, so that a form
+/// buffer with too little room would move, leaving the text so far behind.
+const PASSWORD: &str = "PASSWORDWIPEMARKER & more, with spaces";
 /// A login answer long enough that a buffer grown as it is read would have moved.
 const LOGIN: &str = concat!(
     r#"{"responseStatus":"SUCCESS","sessionId":"SESSIONIDWIPEMARKER4711-0123456789abcdef","#,
@@ -76,7 +79,7 @@ fn issuer() -> VaultIssuer {
     });
     VaultIssuer::builder(VAULT)
         .http_service(service)
-        .password("svc@example.com", SecretString::from("a password"))
+        .password("svc@example.com", SecretString::from(PASSWORD))
         .build()
         .unwrap()
 }
@@ -119,6 +122,12 @@ fn the_token_of_the_create_answer_is_wiped() {
         unwiped, 0,
         "blocks freed while still holding the issued token"
     );
+}
+
+#[test]
+fn the_password_of_the_login_form_is_wiped() {
+    let unwiped = unwiped_blocks_in("PASSWORDWIPEMARKER", log_in_issue_and_drop);
+    assert_eq!(unwiped, 0, "blocks freed while still holding the password");
 }
 
 /// The scanner itself: a block freed with the marker in it is counted.

@@ -299,3 +299,51 @@ async fn the_late_answer_of_a_timed_out_fetch_is_dropped() {
     assert!(answer.contains("SUCCESS"), "{answer}");
     assert_eq!(handle.status().generation, Some(1));
 }
+
+/// The renewal window follows the policy's margins: a tenth of the lifetime, within the
+/// margins, at most half of it; renewal somewhere in the last half margin before that point.
+#[test]
+fn the_renewal_window_follows_the_margins() {
+    use veeva_vault_auth::RefreshPolicy;
+    let hour = Duration::from_secs(3600);
+    let secs = Duration::from_secs;
+    assert_eq!(
+        RefreshPolicy::default().window(hour),
+        (secs(3150), secs(3300))
+    );
+    let wide = RefreshPolicy::default().min_margin(secs(600));
+    assert_eq!(wide.window(hour), (secs(2700), secs(3000)));
+    let narrow = RefreshPolicy::default().max_margin(secs(60));
+    assert_eq!(narrow.window(hour), (secs(3510), secs(3540)));
+    // Never more than half the lifetime.
+    assert_eq!(wide.window(secs(600)), (secs(150), secs(300)));
+}
+
+/// A fetch timeout too long to add to the clock (`Duration::MAX`, "never") means no timeout:
+/// a hung fetch is still waited for ten days on.
+#[tokio::test(start_paused = true)]
+async fn a_fetch_timeout_of_duration_max_never_fires() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let source = Steps::new(vec![vault.issue_token()]);
+    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
+        .fetch_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+    let waiting = tokio::spawn(async move { send(&client, get(&url)).await.map(drop) });
+    eventually("the fetch to start", || source.fetches() == 1).await;
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_secs(24 * 3600)).await;
+    }
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the request still waits for the fetch"
+    );
+    source.open(1);
+    waiting.await.unwrap().expect("the fetch's token");
+}

@@ -167,3 +167,97 @@ async fn a_session_is_kept_for_47_hours_and_opened_again_then() {
     assert_eq!(count(&vault, is_end_session), 1, "and the old one ended");
     issuer.shutdown().await.unwrap();
 }
+
+/// The issuer's own token issuing setup: a bootstrap token, a short lifetime and grace.
+async fn token_setup() -> (VaultStandIn, VaultIssuer) {
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .name_prefix("stats")
+        .lifetime(Duration::from_secs(3600))
+        .grace_period(Duration::from_secs(600))
+        .wall_clock(wall_clock(0))
+        .build()
+        .unwrap();
+    (vault, issuer)
+}
+
+/// Shutdown when Vault refuses the revocations: both counted as failed, none as revoked, and
+/// the error says so.
+#[tokio::test(start_paused = true)]
+async fn shutdown_counts_revocations_vault_refused() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    let first = issuer.fetch().await.unwrap();
+    let second = issuer.fetch().await.unwrap();
+    assert_ne!(first.expose_secret(), second.expose_secret());
+    assert_eq!(
+        issuer.stats().revoked,
+        0,
+        "the first is in its grace period"
+    );
+    vault.fail_path_with("/vobjects/api_access_token__sys", "INSUFFICIENT_ACCESS");
+    assert!(issuer.shutdown().await.is_err());
+    assert!(vault.is_active(second.expose_secret()));
+    let stats = issuer.stats();
+    assert_eq!(
+        (stats.revoked, stats.revocation_failures),
+        (0, 2),
+        "{stats:?}"
+    );
+}
+
+/// Shutdown with both tokens still active: both revoked, both counted.
+#[tokio::test(start_paused = true)]
+async fn shutdown_revokes_and_counts_every_live_token() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    let first = issuer.fetch().await.unwrap();
+    let second = issuer.fetch().await.unwrap();
+    issuer.shutdown().await.unwrap();
+    assert!(!vault.is_active(first.expose_secret()));
+    assert!(!vault.is_active(second.expose_secret()));
+    let stats = issuer.stats();
+    assert_eq!(
+        (
+            stats.revoked,
+            stats.revocation_failures,
+            stats.pending_revocations
+        ),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+}
+
+/// Issued tokens are named `prefix:host:pid:time`: the host as the issuer's host name rule
+/// gives it (`HOSTNAME`, else /etc/hostname, else `host`; no `:`, visible ASCII only).
+#[tokio::test(start_paused = true)]
+async fn token_names_hold_the_prefix_host_process_and_time() {
+    let (_vault, issuer) = token_setup().await;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_796_160_600);
+    let name = issuer.token_name_at(at);
+    let host: String = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ':')
+        .collect();
+    assert!(!host.is_empty());
+    assert_eq!(
+        name,
+        format!("stats:{host}:{}:2026-12-01T21:30:00Z", std::process::id())
+    );
+    let shown = format!("{issuer:?}");
+    assert!(
+        shown.starts_with(&format!(
+            "VaultIssuer {{ vault: \"{}\", stats: IssuerStats {{",
+            _vault.base_url()
+        )),
+        "{shown}"
+    );
+    assert!(shown.ends_with(".. }"), "{shown}");
+}
