@@ -320,7 +320,7 @@ fn the_renewal_window_follows_the_margins() {
 }
 
 /// A fetch timeout too long to add to the clock (`Duration::MAX`, "never") means no timeout:
-/// a hung fetch is still waited for ten days on.
+/// a hung fetch is still waited for 400 days on.
 #[tokio::test(start_paused = true)]
 async fn a_fetch_timeout_of_duration_max_never_fires() {
     let _clock = hold_clock();
@@ -334,7 +334,7 @@ async fn a_fetch_timeout_of_duration_max_never_fires() {
     let url = vault.api_url("/objects/users/me");
     let waiting = tokio::spawn(async move { send(&client, get(&url)).await.map(drop) });
     eventually("the fetch to start", || source.fetches() == 1).await;
-    for _ in 0..10 {
+    for _ in 0..400 {
         tokio::time::advance(Duration::from_secs(24 * 3600)).await;
     }
     for _ in 0..20 {
@@ -346,4 +346,50 @@ async fn a_fetch_timeout_of_duration_max_never_fires() {
     );
     source.open(1);
     waiting.await.unwrap().expect("the fetch's token");
+}
+
+/// One maintainer task per layer, however many fetches it makes.
+#[tokio::test(start_paused = true)]
+async fn fetches_share_one_maintainer_task() {
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
+    let handle = layer.handle();
+    let settle = || async {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    };
+    handle.force_refresh().await.unwrap();
+    settle().await;
+    let after_one = metrics.num_alive_tasks();
+    for _ in 0..3 {
+        handle.force_refresh().await.unwrap();
+        settle().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), after_one);
+}
+
+/// A token dropped by `invalidate` is fetched again when a request needs it, not before.
+#[tokio::test(start_paused = true)]
+async fn an_invalidated_token_is_fetched_by_the_next_request_only() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::fixed(&token);
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let handle = layer.handle();
+    let client = authed(&layer);
+    let url = vault.api_url("/objects/users/me");
+    drop(send(&client, get(&url)).await.unwrap());
+    handle.invalidate();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(source.fetches(), 1, "nothing fetched without a request");
+    let response = send(&client, get(&url)).await.unwrap();
+    assert!(text(response).await.contains("SUCCESS"));
+    assert_eq!(source.fetches(), 2);
 }

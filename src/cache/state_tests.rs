@@ -192,3 +192,60 @@ async fn a_renewal_that_finds_the_same_token_backs_off_doubling() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_expiry_shortened_by_less_than_a_second_is_the_same_token() {
+    let mut state = CacheState {
+        last_generation: 1,
+        ..CacheState::default()
+    };
+    let now = Instant::now();
+    let hour = now + Duration::from_secs(3600);
+    let held = Credential::new(
+        token("veeva-vault-a").with_expiry(Some(hour)),
+        1,
+        None,
+        false,
+        false,
+    );
+    let f = fetch(&mut state, Reason::Poll, None);
+    let nudged = token("veeva-vault-a").with_expiry(Some(hour - Duration::from_millis(500)));
+    let settled = state.settle(f, Ok(nudged), Some(&held), now, &config());
+    assert!(matches!(settled.outcome, Outcome::Installed(1)));
+    assert!(matches!(settled.install, Install::Keep));
+    assert_eq!(state.last_generation, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backoff_counts_on_only_for_the_same_kind_of_cause() {
+    let now = Instant::now();
+    let backoff = Backoff::default();
+    let failed = || Holdoff::Failed(TokenUnavailable::timed_out(Duration::from_secs(1)));
+    let first = Retry::after(None, failed(), now, &backoff);
+    let second = Retry::after(Some(&first), failed(), now, &backoff);
+    assert_eq!((first.in_a_row, second.in_a_row), (1, 2));
+    let other = Retry::after(Some(&second), Holdoff::StaleRenewal, now, &backoff);
+    assert_eq!(other.in_a_row, 1, "a new kind of cause starts a new count");
+    let again = Retry::after(Some(&other), Holdoff::StaleRenewal, now, &backoff);
+    assert_eq!(again.in_a_row, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_fetch_under_way_is_taken_and_a_rejection_leaves_it_in_place() {
+    let mut state = CacheState::default();
+    let now = Instant::now();
+    let f = fetch(&mut state, Reason::NoToken, None);
+    let id = f.id;
+    state.phase = Phase::Fetching(f);
+    assert!(state.take_fetch(id + 1).is_none());
+    assert!(matches!(state.phase, Phase::Fetching(_)));
+    // A replacement Vault never took, rejected while a fetch is under way: that fetch serves.
+    let rejected = credential("veeva-vault-r", 1, true);
+    assert_eq!(
+        state.on_rejection(&rejected, now, &Backoff::default()),
+        OnRejection::Fetch
+    );
+    assert!(matches!(state.phase, Phase::Fetching(_)));
+    assert!(state.take_fetch(id).is_some());
+    assert!(matches!(state.phase, Phase::Idle));
+}
