@@ -371,25 +371,55 @@ async fn fetches_share_one_maintainer_task() {
     assert_eq!(metrics.num_alive_tasks(), after_one);
 }
 
-/// A token dropped by `invalidate` is fetched again when a request needs it, not before.
+/// A token dropped by `invalidate` is fetched again when a request needs it, not before: not
+/// even when the time comes at which it would have been renewed.
 #[tokio::test(start_paused = true)]
 async fn an_invalidated_token_is_fetched_by_the_next_request_only() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let token = vault.issue_token();
-    let source = ScriptedSource::fixed(&token);
+    let source = ScriptedSource::new(move |_| {
+        Ok(AccessToken::new(token.clone())
+            .unwrap()
+            .with_expires_in(Duration::from_secs(600)))
+    });
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
     let handle = layer.handle();
     let client = authed(&layer);
     let url = vault.api_url("/objects/users/me");
     drop(send(&client, get(&url)).await.unwrap());
     handle.invalidate();
-    tokio::time::advance(Duration::from_secs(60)).await;
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
+    for _ in 0..14 {
+        tokio::time::advance(Duration::from_secs(50)).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
     }
     assert_eq!(source.fetches(), 1, "nothing fetched without a request");
     let response = send(&client, get(&url)).await.unwrap();
     assert!(text(response).await.contains("SUCCESS"));
     assert_eq!(source.fetches(), 2);
+}
+
+/// A token that expired unrenewed (the clock jumped past its renewal and its expiry at once, as
+/// after a suspended machine wakes) is dropped and fetched again at once, before any request.
+#[tokio::test(start_paused = true)]
+async fn a_token_that_expired_unrenewed_is_fetched_again_at_once() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::new(move |_| {
+        Ok(AccessToken::new(token.clone())
+            .unwrap()
+            .with_expires_in(Duration::from_secs(60)))
+    });
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let handle = layer.handle();
+    handle.force_refresh().await.unwrap();
+    assert_eq!(source.fetches(), 1);
+    tokio::time::advance(Duration::from_secs(120)).await;
+    eventually("the token fetched again", || {
+        source.fetches() == 2 && handle.status().generation.is_some()
+    })
+    .await;
 }

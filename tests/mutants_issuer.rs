@@ -165,6 +165,7 @@ async fn a_session_is_kept_for_47_hours_and_opened_again_then() {
         "at 47 hours a new session was opened"
     );
     assert_eq!(count(&vault, is_end_session), 1, "and the old one ended");
+    assert_eq!(issuer.stats().logins, 2);
     issuer.shutdown().await.unwrap();
 }
 
@@ -192,9 +193,10 @@ async fn shutdown_counts_revocations_vault_refused() {
     let first = issuer.fetch().await.unwrap();
     let second = issuer.fetch().await.unwrap();
     assert_ne!(first.expose_secret(), second.expose_secret());
+    let stats = issuer.stats();
     assert_eq!(
-        issuer.stats().revoked,
-        0,
+        (stats.revoked, stats.pending_revocations),
+        (0, 1),
         "the first is in its grace period"
     );
     vault.fail_path_with("/vobjects/api_access_token__sys", "INSUFFICIENT_ACCESS");
@@ -260,4 +262,24 @@ async fn token_names_hold_the_prefix_host_process_and_time() {
         "{shown}"
     );
     assert!(shown.ends_with(".. }"), "{shown}");
+}
+
+/// A fleet file that cannot be written is counted, and the token is handed over all the same.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_file_that_cannot_be_written_is_counted() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .fleet_file("/nonexistent-directory-for-tests/fleet/token")
+        .wall_clock(wall_clock(0))
+        .build()
+        .unwrap();
+    let token = issuer.fetch().await.unwrap();
+    assert!(vault.is_active(token.expose_secret()));
+    assert_eq!(issuer.stats().fleet_write_failures, 1);
+    issuer.fetch().await.unwrap();
+    assert_eq!(issuer.stats().fleet_write_failures, 2);
+    issuer.shutdown().await.unwrap();
 }
