@@ -377,3 +377,22 @@ fn a_boxed_body_costs_three_allocations_for_its_recording_and_nothing_without_re
 fn an_empty_boxed_body_is_kept_as_empty_and_costs_nothing() {
     assert_eq!(vault(boxed_empty, true), baseline(boxed_empty));
 }
+
+/// A token with an expiry is checked against the clock on every request, and its thread's copy
+/// still serves it without an allocation.
+#[test]
+fn a_token_with_an_expiry_adds_no_allocation() {
+    for replay in [true, false] {
+        let source = veeva_vault_auth::source::RotatingToken::new(|| async {
+            Ok(veeva_vault_auth::AccessToken::new(TOKEN)
+                .unwrap()
+                .with_expires_in(std::time::Duration::from_secs(3600)))
+        });
+        let builder = VaultAuthLayer::builder(VAULT, source);
+        let layer = if replay { builder } else { builder.no_replay() }
+            .build()
+            .unwrap();
+        let ours = per_request(tower::Layer::layer(&layer, inner()), typical);
+        assert_eq!(ours, baseline(typical), "replay {replay}");
+    }
+}

@@ -283,3 +283,51 @@ async fn a_fleet_file_that_cannot_be_written_is_counted() {
     assert_eq!(issuer.stats().fleet_write_failures, 2);
     issuer.shutdown().await.unwrap();
 }
+
+/// TLS settings and an `http_service` of one's own do not go together: any one of the TLS
+/// settings with a service is refused.
+#[cfg(feature = "rustls")]
+#[test]
+fn tls_settings_with_an_http_service_are_refused() {
+    let service = || {
+        tower::service_fn(
+            |_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::new(),
+                )))
+            },
+        )
+    };
+    let said = refusal(
+        builder()
+            .http_service(service())
+            .tls_root_certificates_pem(b"not a pem"),
+    );
+    assert!(said.contains("http_service"), "{said}");
+    assert!(builder().http_service(service()).build().is_ok());
+}
+
+/// The issuer's calls say what their body is, and only when they have one.
+#[tokio::test(start_paused = true)]
+async fn calls_with_a_body_say_its_type_and_calls_without_one_do_not() {
+    let _clock = hold_clock();
+    let (vault, issuer) = login_setup().await;
+    issuer.fetch().await.unwrap();
+    let requests = vault.requests();
+    let login = requests.iter().find(|r| is_login(r)).expect("a login");
+    assert_eq!(
+        login.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    let bodiless: Vec<_> = requests.iter().filter(|r| r.body.is_empty()).collect();
+    assert!(!bodiless.is_empty());
+    for request in bodiless {
+        assert!(
+            !request.headers.contains_key("content-type"),
+            "{} {}",
+            request.method,
+            request.path
+        );
+    }
+    issuer.shutdown().await.unwrap();
+}
