@@ -11,8 +11,8 @@
 # note with the reason.
 #
 # Each mutant costs a build and a test run: on a 2-core machine about a minute each with the
-# whole suite, so narrow the tests with MUTANTS_TESTS for a quick pass and run the whole suite
-# before merging.
+# whole suite, 10-20 s with MUTANTS_TESTS naming the few test binaries that exercise the files
+# (mutants-report.md lists the sets used). Run the whole suite before merging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,5 +43,9 @@ else
   fi
   echo "mutants.sh: files:$existing"
 fi
-# shellcheck disable=SC2086 # MUTANTS_TESTS is a list of cargo test arguments.
-exec cargo mutants "${args[@]}" "$@" -- ${MUTANTS_TESTS:-}
+# The narrowed tests go to every cargo call (`--cargo-arg`), the build included: only those test
+# binaries are built per mutant (4-8 s here, against 15-30 s for the whole suite's 40 binaries).
+for word in ${MUTANTS_TESTS:-}; do
+  args+=(--cargo-arg="$word")
+done
+exec cargo mutants "${args[@]}" "$@"

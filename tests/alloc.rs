@@ -396,3 +396,42 @@ fn a_token_with_an_expiry_adds_no_allocation() {
         assert_eq!(ours, baseline(typical), "replay {replay}");
     }
 }
+
+/// Two layers used in turn on one thread: each finds its own copy of its token, without an
+/// allocation, though the other's was used last.
+#[test]
+fn two_layers_in_turn_add_no_allocation() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let layers: Vec<VaultAuthLayer> = ["veeva-vault-firstLayer", "veeva-vault-secondLayer"]
+        .into_iter()
+        .map(|token| VaultAuthLayer::new(VAULT, StaticToken::new(token).unwrap()).unwrap())
+        .collect();
+    let mut services: Vec<_> = layers
+        .iter()
+        .map(|layer| tower::Layer::layer(layer, inner()))
+        .collect();
+    for service in &services {
+        runtime
+            .block_on(service.clone().oneshot(typical()))
+            .expect("the warm-up request succeeds");
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut counts = Vec::new();
+    for round in 0..ROUNDS * 2 {
+        let service = &mut services[round % 2];
+        let request = typical();
+        counts.push(allocations_in(|| {
+            assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+            match pin!(service.call(request)).poll(&mut cx) {
+                Poll::Ready(Ok(response)) => drop(response),
+                _ => panic!("the stack should answer at once"),
+            }
+        }));
+    }
+    let base = baseline(typical);
+    assert!(counts.iter().all(|&n| n == base), "{counts:?} vs {base}");
+}

@@ -318,8 +318,10 @@ async fn authentication_defaulting_lands_in_the_other_vault() {
         Some("othervault.veevavault.com"),
     )
     .await;
-    assert_ne!(other.json["vaultId"], answer.json["vaultIds"][0]["id"]);
     let here = login(&vault, "svc@example.com", "pw-1", None).await;
+    assert_ne!(other.json["vaultId"], here.json["vaultId"]);
+    // The Vault a session landed in is listed first.
+    assert_eq!(other.json["vaultId"], other.json["vaultIds"][0]["id"]);
     assert_eq!(here.json["vaultId"], here.json["vaultIds"][0]["id"]);
 }
 

@@ -331,3 +331,43 @@ async fn calls_with_a_body_say_its_type_and_calls_without_one_do_not() {
     }
     issuer.shutdown().await.unwrap();
 }
+
+/// A revocation that keeps failing is retried at doubling waits from 30 s, and never more than
+/// 15 minutes apart.
+#[tokio::test(start_paused = true)]
+async fn failing_revocations_back_off_to_fifteen_minutes_at_most() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    let first = issuer.fetch().await.unwrap();
+    vault.fail_path_with("/vobjects/api_access_token__sys", "INSUFFICIENT_ACCESS");
+    issuer.fetch().await.unwrap();
+    // Due after the 600 s grace period, then 30, 60, 120, 240 and 480 s later, then 900 s.
+    let steps = [
+        (601, 1),
+        (30, 2),
+        (60, 3),
+        (120, 4),
+        (240, 5),
+        (480, 6),
+        (899, 6),
+        (1, 7),
+    ];
+    for (wait, attempts) in steps {
+        tokio::time::advance(Duration::from_secs(wait)).await;
+        eventually("the revocation attempts so far", || {
+            issuer.stats().revocation_failures == attempts
+        })
+        .await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            count(&vault, is_revoke) as u64,
+            attempts,
+            "after {wait} s more"
+        );
+    }
+    assert!(vault.is_active(first.expose_secret()));
+    vault.clear_failures();
+    let _ = issuer.shutdown().await;
+}
