@@ -371,18 +371,22 @@ async fn fetches_share_one_maintainer_task() {
     assert_eq!(metrics.num_alive_tasks(), after_one);
 }
 
+/// A source that hands out `token` again and again, each time good for `lifetime`.
+fn expiring(token: String, lifetime: Duration) -> ScriptedSource {
+    ScriptedSource::new(move |_| {
+        Ok(AccessToken::new(token.clone())
+            .unwrap()
+            .with_expires_in(lifetime))
+    })
+}
+
 /// A token dropped by `invalidate` is fetched again when a request needs it, not before: not
 /// even when the time comes at which it would have been renewed.
 #[tokio::test(start_paused = true)]
 async fn an_invalidated_token_is_fetched_by_the_next_request_only() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
-    let token = vault.issue_token();
-    let source = ScriptedSource::new(move |_| {
-        Ok(AccessToken::new(token.clone())
-            .unwrap()
-            .with_expires_in(Duration::from_secs(600)))
-    });
+    let source = expiring(vault.issue_token(), Duration::from_secs(600));
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
     let handle = layer.handle();
     let client = authed(&layer);
@@ -407,12 +411,7 @@ async fn an_invalidated_token_is_fetched_by_the_next_request_only() {
 async fn a_token_that_expired_unrenewed_is_fetched_again_at_once() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
-    let token = vault.issue_token();
-    let source = ScriptedSource::new(move |_| {
-        Ok(AccessToken::new(token.clone())
-            .unwrap()
-            .with_expires_in(Duration::from_secs(60)))
-    });
+    let source = expiring(vault.issue_token(), Duration::from_secs(60));
     let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
     let handle = layer.handle();
     handle.force_refresh().await.unwrap();
