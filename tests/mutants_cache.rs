@@ -204,6 +204,18 @@ impl veeva_vault_auth::source::TokenSource for Steps {
     }
 }
 
+/// A layer over `source` whose fetches time out after 1 s and back off 100 ms.
+fn short_waits(vault: &VaultStandIn, source: &Steps) -> VaultAuthLayer {
+    VaultAuthLayer::builder(&vault.base_url(), source.clone())
+        .fetch_timeout(Duration::from_secs(1))
+        .backoff(Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        ))
+        .build()
+        .unwrap()
+}
+
 /// A fetch whose caller gave up on it and that hangs past its timeout is ended as timed out
 /// (by the layer's own task, or by the next request): the next request starts a fetch of its
 /// own and gets its token, instead of joining the hung one and failing with it.
@@ -213,14 +225,7 @@ async fn a_hung_fetch_nobody_waits_for_is_timed_out_and_replaced() {
     let vault = VaultStandIn::start().await.unwrap();
     let source = Steps::new(vec![vault.issue_token(), vault.issue_token()]);
     source.open(2);
-    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
-        .fetch_timeout(Duration::from_secs(1))
-        .backoff(Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        ))
-        .build()
-        .unwrap();
+    let layer = short_waits(&vault, &source);
     let client = authed(&layer);
     let url = vault.api_url("/objects/users/me");
     // The first request starts fetch 1, which hangs; its caller gives up.
@@ -259,14 +264,7 @@ async fn the_late_answer_of_a_timed_out_fetch_is_dropped() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let source = Steps::new(vec![vault.issue_token(), vault.issue_token()]);
-    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
-        .fetch_timeout(Duration::from_secs(1))
-        .backoff(Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        ))
-        .build()
-        .unwrap();
+    let layer = short_waits(&vault, &source);
     let handle = layer.handle();
     let client = authed(&layer);
     let url = vault.api_url("/objects/users/me");
