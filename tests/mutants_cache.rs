@@ -64,14 +64,10 @@ async fn dropping_the_layer_ends_its_maintainer_task() {
     let handle = layer.handle();
     // The token is fetched without a request, so that no connection task is counted.
     handle.force_refresh().await.unwrap();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     let with_layer = metrics.num_alive_tasks();
     drop((layer, handle));
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     assert_eq!(
         metrics.num_alive_tasks(),
         with_layer - 1,
@@ -153,9 +149,7 @@ async fn a_late_rejection_during_a_long_backoff_starts_no_fetch() {
     eventually("the late request to be answered", || late.is_finished()).await;
     let answer = late.await.unwrap();
     assert!(answer.contains("INVALID_SESSION_ID"), "{answer}");
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     assert_eq!(source.fetches(), 2, "the backoff held");
 }
 
@@ -243,9 +237,7 @@ async fn a_hung_fetch_nobody_waits_for_is_timed_out_and_replaced() {
     // The clock is held: move it on (through a backoff of 100 ms, if one is left) until the
     // request is answered; it must be within the fetch timeout.
     for _ in 0..10 {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
+        settle().await;
         if second.is_finished() {
             break;
         }
@@ -286,9 +278,7 @@ async fn the_late_answer_of_a_timed_out_fetch_is_dropped() {
     eventually("fetch 2 to start", || source.fetches() == 2).await;
     // Fetch 1 answers now, late: dropped; fetch 2 is still under way.
     source.open(1);
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     let status = handle.status();
     assert_eq!(status.generation, None, "the late answer was not installed");
     assert!(status.fetching);
@@ -335,9 +325,7 @@ async fn a_fetch_timeout_of_duration_max_never_fires() {
     for _ in 0..400 {
         tokio::time::advance(Duration::from_secs(24 * 3600)).await;
     }
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     assert!(
         !waiting.is_finished(),
         "the request still waits for the fetch"
@@ -354,11 +342,6 @@ async fn fetches_share_one_maintainer_task() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let layer = VaultAuthLayer::new(&vault.base_url(), ScriptedSource::fixed(&token)).unwrap();
     let handle = layer.handle();
-    let settle = || async {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    };
     handle.force_refresh().await.unwrap();
     settle().await;
     let after_one = metrics.num_alive_tasks();
@@ -393,9 +376,7 @@ async fn an_invalidated_token_is_fetched_by_the_next_request_only() {
     handle.invalidate();
     for _ in 0..14 {
         tokio::time::advance(Duration::from_secs(50)).await;
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
+        settle().await;
     }
     assert_eq!(source.fetches(), 1, "nothing fetched without a request");
     let response = send(&client, get(&url)).await.unwrap();

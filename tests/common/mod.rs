@@ -231,3 +231,11 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Lets spawned tasks and real sockets make progress without moving paused time.
+pub async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::ZERO).await;
+}

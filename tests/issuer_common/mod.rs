@@ -70,18 +70,10 @@ pub fn credentials_seen(vault: &VaultStandIn) -> Vec<String> {
     seen
 }
 
-/// Lets spawned tasks and real sockets make progress without moving paused time.
 /// Lets the layer behind `handle` finish the fetch it has under way (a renewal the clock just
 /// made due, say), so that the next advance of the clock cannot time it out half-way.
 pub async fn settle_layer(handle: &veeva_vault_auth::AuthHandle) {
-    settle().await;
+    crate::common::settle().await;
     crate::common::eventually("the fetch under way to end", || !handle.status().fetching).await;
-    settle().await;
-}
-
-pub async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::sleep(Duration::ZERO).await;
+    crate::common::settle().await;
 }

@@ -12,8 +12,8 @@ use veeva_vault_auth::source::{
 use veeva_vault_auth::{TokenUnavailable, VaultAuthLayer};
 
 use super::hostile_tls::{After, Ca, Cert, Conduct, Hostile};
+use crate::common::settle;
 use crate::common::{get, hold_clock, send};
-use crate::issuer_common::settle;
 
 const PASSWORD: &str = "round2-hostile-password";
 const BOOTSTRAP: &str = "veeva-vault-round2-hostile-bootstrap";
