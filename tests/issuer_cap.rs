@@ -247,3 +247,42 @@ async fn other_refusals_carry_vaults_type_and_message() {
     assert!(issuer.fetch().await.is_ok());
     issuer.shutdown().await.unwrap();
 }
+
+/// The cap is full and Vault refuses to delete the oldest of the issuer's own tokens: no room
+/// was made, so the create is not tried again and nothing is counted as revoked; the error is
+/// Vault's refusal to create.
+#[tokio::test(start_paused = true)]
+async fn a_cap_revocation_vault_refuses_makes_no_room() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let bootstrap = vault.issue_token();
+    let stale: Vec<String> = (0..24)
+        .map(|i| {
+            let name = format!("{PREFIX}:old-host:7:2026-01-01T00:{i:02}:00Z");
+            vault
+                .issue_token_for(USER, Some(&name), Some(Duration::from_secs(3600 * (i + 2))))
+                .unwrap()
+        })
+        .collect();
+    assert!(vault.refuse_revocation_of(&stale[0]));
+    let issuer = builder(&vault)
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .build()
+        .unwrap();
+    let err = issuer.fetch().await.expect_err("no room was made");
+    assert_eq!(
+        issuer_error(&err).kind(),
+        IssuerErrorKind::CreateRefused,
+        "{err}"
+    );
+    assert!(vault.is_active(&stale[0]), "Vault kept the refused one");
+    assert!(stale[1..].iter().all(|t| vault.is_active(t)));
+    assert_eq!(count(&vault, is_revoke), 1, "one revocation call");
+    assert_eq!(
+        count(&vault, is_create),
+        1,
+        "the create was not tried again"
+    );
+    assert_eq!(issuer.stats().cap_revocations, 0);
+    let _ = issuer.shutdown().await;
+}

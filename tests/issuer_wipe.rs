@@ -138,3 +138,16 @@ fn the_scanner_sees_an_unwiped_block() {
     });
     assert_eq!(unwiped, 1);
 }
+
+/// The scanner itself: a block holding the marker grown by `realloc` is counted, whether or not
+/// the allocator moved it this time (the wiped block freed after it is not).
+#[test]
+fn the_scanner_sees_a_secret_grown_in_place() {
+    let unwiped = unwiped_blocks_in("ISSUERSCANNERGROWCHECK", || {
+        let mut grown = zeroize::Zeroizing::new(Vec::with_capacity(22));
+        grown.extend_from_slice(b"ISSUERSCANNERGROWCHECK");
+        grown.extend_from_slice(b"!");
+        drop(std::hint::black_box(grown));
+    });
+    assert_eq!(unwiped, 1);
+}

@@ -371,3 +371,98 @@ async fn failing_revocations_back_off_to_fifteen_minutes_at_most() {
     vault.clear_failures();
     let _ = issuer.shutdown().await;
 }
+
+/// A token whose expiry is this very instant is not revoked: shutdown at the expiry of the
+/// token in use makes no revocation call.
+#[tokio::test(start_paused = true)]
+async fn shutdown_at_the_instant_a_token_expires_does_not_revoke_it() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    issuer.fetch().await.unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    issuer.shutdown().await.unwrap();
+    assert_eq!(count(&vault, is_revoke), 0, "an expired token was revoked");
+    assert_eq!(issuer.stats().revoked, 0);
+}
+
+/// At shutdown, a superseded token in its grace period that expires this very instant is left
+/// out; the one in use is revoked.
+#[tokio::test(start_paused = true)]
+async fn shutdown_leaves_out_a_superseded_token_at_its_expiry() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    issuer.fetch().await.unwrap();
+    // Superseded 100 s before its expiry: due for revocation after the 600 s grace period.
+    tokio::time::advance(Duration::from_secs(3500)).await;
+    let second = issuer.fetch().await.unwrap();
+    tokio::time::advance(Duration::from_secs(100)).await;
+    issuer.shutdown().await.unwrap();
+    assert!(!vault.is_active(second.expose_secret()));
+    let stats = issuer.stats();
+    assert_eq!(
+        (stats.revoked, count(&vault, is_revoke)),
+        (1, 1),
+        "{stats:?}"
+    );
+}
+
+/// A superseded token whose revocation falls due at the instant it expires is dropped from the
+/// list, not revoked.
+#[tokio::test(start_paused = true)]
+async fn a_revocation_due_at_the_tokens_expiry_is_dropped() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    issuer.fetch().await.unwrap();
+    // Superseded 600 s (the grace period) before its expiry.
+    tokio::time::advance(Duration::from_secs(3000)).await;
+    issuer.fetch().await.unwrap();
+    assert_eq!(issuer.stats().pending_revocations, 1);
+    tokio::time::advance(Duration::from_secs(600)).await;
+    eventually("the revocation worker's round", || {
+        issuer.stats().pending_revocations == 0
+    })
+    .await;
+    settle().await;
+    assert_eq!(count(&vault, is_revoke), 0, "an expired token was revoked");
+    assert_eq!(issuer.stats().revoked, 0);
+    let _ = issuer.shutdown().await;
+}
+
+/// The revocation task runs on the runtime of the fetch that started it. When that runtime
+/// shuts down, the next fetch, on another runtime, starts it again there: a superseded token is
+/// still revoked after its grace period (none here).
+#[test]
+fn the_revocation_task_starts_again_on_a_new_runtime() {
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // The stand-in on a runtime of its own that lives through the test.
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let vault = server.block_on(VaultStandIn::start()).unwrap();
+    let bootstrap = vault.issue_token();
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
+        .name_prefix("runtimes")
+        .grace_period(Duration::ZERO)
+        .build()
+        .unwrap();
+    let first_runtime = current_thread();
+    let first = first_runtime.block_on(issuer.fetch()).unwrap();
+    drop(first_runtime);
+    current_thread().block_on(async {
+        let second = issuer.fetch().await.unwrap();
+        eventually("the superseded token revoked", || {
+            !vault.is_active(first.expose_secret())
+        })
+        .await;
+        assert!(vault.is_active(second.expose_secret()));
+        issuer.shutdown().await.unwrap();
+    });
+}

@@ -123,3 +123,36 @@ async fn the_first_acceptance_of_a_token_is_logged_once() {
         "{logged}"
     );
 }
+
+/// Ending the issuer's session is logged as done only when Vault confirms it; a refusal is
+/// logged as such.
+#[cfg(feature = "issuer")]
+#[tokio::test(start_paused = true)]
+async fn ending_the_issuers_session_is_logged_as_vault_answered() {
+    use veeva_vault_auth::source::{TokenSource, VaultIssuer};
+    for refused in [false, true] {
+        let (captured, _default) = Captured::start();
+        let vault = VaultStandIn::start().await.unwrap();
+        vault.add_user("svc@example.com", "pass word");
+        let issuer = VaultIssuer::builder(&vault.base_url())
+            .password("svc@example.com", secrecy::SecretString::from("pass word"))
+            .build()
+            .unwrap();
+        issuer.fetch().await.unwrap();
+        if refused {
+            vault.fail_path_with("/session", "INSUFFICIENT_ACCESS");
+        }
+        let _ = issuer.shutdown().await;
+        let logged = captured.text();
+        assert_eq!(
+            logged.contains("ended the vault session"),
+            !refused,
+            "{logged}"
+        );
+        assert_eq!(
+            logged.contains("vault did not end the session"),
+            refused,
+            "{logged}"
+        );
+    }
+}

@@ -154,3 +154,51 @@ impl Drop for Orphaned {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::Retry;
+    use super::super::Credential;
+    use super::*;
+    use crate::source::StaticToken;
+    use crate::token::AccessToken;
+
+    /// When the maintainer next looks, with a token due for renewal at `renew` held during a
+    /// backoff for `cause` that lasts until `until`.
+    fn next_look(cause: Holdoff, renew: Duration, until: Duration) -> Option<Duration> {
+        let source = Arc::new(StaticToken::new("veeva-vault-a").unwrap());
+        let cache = Cache::new(source, Default::default());
+        let now = Instant::now();
+        let token = AccessToken::new("veeva-vault-a")
+            .unwrap()
+            .with_expiry(Some(now + Duration::from_secs(3600)));
+        let held = Credential::new(token, 1, Some(now + renew), true, false);
+        let mut state = cache.lock();
+        cache.publish(&mut state, Some(Arc::new(held)));
+        state.phase = Phase::BackingOff(Retry {
+            cause,
+            in_a_row: 1,
+            until: now + until,
+        });
+        drop(state);
+        match cache.plan(now) {
+            Plan::Sleep(at) => at.map(|at| at - now),
+            _ => panic!("the maintainer acts at once"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_stale_renewal_puts_the_next_renewal_off() {
+        let (renew, until) = (Duration::from_secs(5), Duration::from_secs(20));
+        assert_eq!(
+            next_look(Holdoff::StaleRenewal, renew, until),
+            Some(until),
+            "a renewal that found the same token is tried again after its backoff"
+        );
+        assert_eq!(
+            next_look(Holdoff::RejectedAgain, renew, until),
+            Some(renew),
+            "a streak of rejected replacements does not put off the renewal"
+        );
+    }
+}

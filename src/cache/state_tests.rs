@@ -249,3 +249,108 @@ async fn only_the_fetch_under_way_is_taken_and_a_rejection_leaves_it_in_place() 
     assert!(state.take_fetch(id).is_some());
     assert!(matches!(state.phase, Phase::Idle));
 }
+
+/// The record left by a rejection whose token the source handed back.
+fn after_a_handed_back_rejection(state: &mut CacheState, held: &Arc<Credential>, now: Instant) {
+    state.on_rejection(held, now, &Backoff::default());
+    let f = fetch(state, Reason::Rejected, Some(Arc::clone(held)));
+    state.settle(f, Ok(token("veeva-vault-a")), None, now, &config());
+    assert!(state
+        .phase
+        .retry()
+        .is_some_and(|r| r.cause.is_rejected_token()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_that_finds_the_token_vault_rejected_keeps_the_backoff() {
+    let mut state = CacheState {
+        last_generation: 1,
+        ..CacheState::default()
+    };
+    let now = Instant::now();
+    let held = Arc::new(credential("veeva-vault-a", 1, false));
+    after_a_handed_back_rejection(&mut state, &held, now);
+    let until = state.phase.retry().map(|r| r.until);
+    // A poll (not a renewal: nothing is due) finds the same token: no news, keep holding off.
+    let f = fetch(&mut state, Reason::Poll, None);
+    let settled = state.settle(f, Ok(token("veeva-vault-a")), Some(&held), now, &config());
+    assert!(matches!(settled.outcome, Outcome::Installed(1)));
+    match &state.phase {
+        Phase::BackingOff(retry) => {
+            assert!(retry.cause.is_rejected_token());
+            assert_eq!(Some(retry.until), until, "the same record, not a new one");
+        }
+        _ => panic!("the backoff after a handed-back rejection was dropped"),
+    }
+    assert_eq!(
+        state.on_rejection(&held, now, &Backoff::default()),
+        OnRejection::GiveUp
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_that_finds_the_same_token_before_its_renewal_is_no_backoff() {
+    let mut state = CacheState {
+        last_generation: 1,
+        ..CacheState::default()
+    };
+    let now = Instant::now();
+    // No renewal time at all, and one still ahead: either way a poll with no news is idle.
+    let mut ahead = credential("veeva-vault-a", 1, false);
+    ahead.refresh_at = Some(now + Duration::from_secs(60));
+    for held in [credential("veeva-vault-a", 1, false), ahead] {
+        let f = fetch(&mut state, Reason::Poll, None);
+        let settled = state.settle(f, Ok(token("veeva-vault-a")), Some(&held), now, &config());
+        assert!(matches!(settled.install, Install::Keep));
+        assert!(
+            matches!(state.phase, Phase::Idle),
+            "a poll before the renewal is due started a backoff"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_during_a_streak_of_rejected_replacements_keeps_the_streak() {
+    let mut state = CacheState {
+        last_generation: 2,
+        ..CacheState::default()
+    };
+    let now = Instant::now();
+    let replacement = Arc::new(credential("veeva-vault-b", 2, true));
+    assert_eq!(
+        state.on_rejection(&replacement, now, &Backoff::default()),
+        OnRejection::Fetch
+    );
+    assert!(matches!(
+        state.phase,
+        Phase::BackingOff(Retry {
+            cause: Holdoff::RejectedAgain,
+            ..
+        })
+    ));
+    // The fetch for that rejection (or a poll) hands back the token in place: no news.
+    let f = fetch(&mut state, Reason::Poll, None);
+    state.settle(
+        f,
+        Ok(token("veeva-vault-b")),
+        Some(&replacement),
+        now,
+        &config(),
+    );
+    assert!(
+        matches!(
+            state.phase,
+            Phase::BackingOff(Retry {
+                cause: Holdoff::RejectedAgain,
+                in_a_row: 1,
+                ..
+            })
+        ),
+        "the streak of rejected replacements was forgotten"
+    );
+    // So its next rejection within the backoff gives up instead of fetching again.
+    assert_eq!(
+        state.on_rejection(&replacement, now, &Backoff::default()),
+        OnRejection::GiveUp
+    );
+}

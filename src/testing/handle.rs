@@ -129,6 +129,32 @@ impl VaultStandIn {
         self.inner.shared.lock().revoke_value(token)
     }
 
+    /// Makes every revocation call that names the token `token` (by its record id) fail for that
+    /// record alone: its entry in the answer's `data` is a `FAILURE` with `errors[0].type`
+    /// `INSUFFICIENT_ACCESS`, the token stays active, and the other records of the same call are
+    /// deleted as usual. Returns `false` if the stand-in never issued `token`.
+    ///
+    /// ```
+    /// use veeva_vault_auth::testing::VaultStandIn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let vault = VaultStandIn::start().await?;
+    /// let kept = vault.issue_token();
+    /// assert!(vault.refuse_revocation_of(&kept));
+    /// assert!(!vault.refuse_revocation_of("veeva-vault-never-issued"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn refuse_revocation_of(&self, token: &str) -> bool {
+        let mut state = self.inner.shared.lock();
+        let Some(record) = state.tokens.iter_mut().find(|t| t.value == token) else {
+            return false;
+        };
+        record.undeletable = true;
+        true
+    }
+
     /// Deactivates the token with record id `id` (see [`tokens`](Self::tokens)), as an admin
     /// deleting it in Vault's UI would. Returns `true` if it was active.
     pub fn revoke_id(&self, id: &str) -> bool {

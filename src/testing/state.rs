@@ -58,6 +58,9 @@ pub(super) struct TokenRecord {
     pub(super) value: String,
     /// Deleted (revoked): gone from VQL, rejected, no longer counted.
     pub(super) revoked: bool,
+    /// A revocation naming it is refused for this record (see
+    /// [`VaultStandIn::refuse_revocation_of`]).
+    pub(super) undeletable: bool,
     /// `expiry_date__v` on the stand-in's clock; `None` never expires.
     pub(super) expiry: Option<SystemTime>,
     pub(super) last_used: Option<SystemTime>,
@@ -143,6 +146,7 @@ impl State {
             user,
             value: value.clone(),
             revoked: false,
+            undeletable: false,
             expiry,
             last_used: None,
         });

@@ -88,6 +88,14 @@ impl State {
             .iter_mut()
             .find(|token| token.id == id && !token.revoked && (admin || token.user == user));
         match token {
+            Some(token) if token.undeletable => Json::object([
+                ("responseStatus", Json::string("FAILURE")),
+                ("id", Json::string(id)),
+                (
+                    "errors",
+                    Json::errors("INSUFFICIENT_ACCESS", "This token may not be deleted."),
+                ),
+            ]),
             Some(token) => {
                 token.revoked = true;
                 Json::object([

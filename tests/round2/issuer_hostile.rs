@@ -335,5 +335,59 @@ async fn fixed_a_hanging_date_probe_kept_every_fetch_from_logging_in() {
                 .any(|line| line.starts_with("POST ") && line.contains("/auth")),
             "fetch {attempt}: the login was never tried, only {lines:?}"
         );
+        let probes = lines
+            .iter()
+            .filter(|line| line.starts_with("GET /api/ "))
+            .count();
+        assert_eq!(probes, 1, "fetch {attempt}: the Date probe asked again");
+    }
+}
+
+/// A token issuer against a server whose create answer is `size` bytes of JSON (padded with
+/// spaces); everything else gets a plain success.
+async fn create_answer_of(size: usize) -> Result<(), IssuerError> {
+    let _clock = hold_clock();
+    let created = r#"{"responseStatus":"SUCCESS","data":{"id":"V8T000000009001","token__sys":"veeva-vault-round2-sized-answer"}}"#;
+    let body = format!("{created}{}", " ".repeat(size - created.len()));
+    let server = super::raw::RawServer::start("127.0.0.1:0", move |_, raw| {
+        if raw.starts_with(b"POST ") {
+            super::raw::answer(
+                "200 OK",
+                &[("content-type", "application/json;charset=UTF-8")],
+                &body,
+            )
+        } else {
+            super::raw::vault_success()
+        }
+    })
+    .await;
+    let issuer = VaultIssuer::builder(&format!("http://{}", server.addr()))
+        .bootstrap_token(StaticToken::new(BOOTSTRAP).unwrap())
+        .build()
+        .unwrap();
+    let fetching = issuer.clone();
+    let (result, _) = paced(async move { fetching.fetch().await }).await;
+    let _ = paced(async move { issuer.shutdown().await }).await;
+    match result {
+        Ok(token) => {
+            assert!(token.expose_secret().ends_with("round2-sized-answer"));
+            Ok(())
+        }
+        Err(err) => Err(typed(&err)),
+    }
+}
+
+/// An answer is read up to 1 MiB and no further: one of exactly 1 MiB is taken, one a byte
+/// longer (or four times as long) is a transport error, not an unbounded buffer.
+#[tokio::test(start_paused = true)]
+async fn held_an_answer_over_one_mebibyte_is_refused_and_one_of_exactly_that_is_read() {
+    const MIB: usize = 1024 * 1024;
+    create_answer_of(MIB).await.expect("an answer of 1 MiB");
+    for size in [MIB + 1, 4 * MIB] {
+        let err = create_answer_of(size)
+            .await
+            .expect_err("an answer over 1 MiB was read");
+        assert_eq!(err.kind(), IssuerErrorKind::Transport, "{size}: {err}");
+        assert!(err.to_string().contains("over 1 MiB"), "{size}: {err}");
     }
 }

@@ -1,7 +1,8 @@
 //! A scanning global allocator, shared by the test binaries that check wipes (each binary has one
-//! global allocator, so each that includes this module gets it): every block freed, or left
-//! behind by a `realloc` that moved, is searched for the marker a test names, and a block that
-//! still holds it is counted as given back unwiped.
+//! global allocator, so each that includes this module gets it): every block freed or grown by
+//! `realloc` is searched for the marker a test names, and a block that still holds it is counted
+//! as given back unwiped. A `realloc` counts whether or not it moved the block this time: the
+//! allocator may move it any time, leaving the old bytes behind unwiped.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -54,14 +55,13 @@ unsafe impl GlobalAlloc for Scanning {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as in `dealloc`; a block that moves leaves the old one behind.
+        // SAFETY: as in `dealloc`. Grown in place or not, a secret should never be grown by
+        // `realloc`: the next time the block may move and leave the old one behind.
         let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        let held = holds_marker(block);
-        let moved = unsafe { System.realloc(ptr, layout, new_size) };
-        if held && moved != ptr {
+        if holds_marker(block) {
             UNWIPED.fetch_add(1, Ordering::SeqCst);
         }
-        moved
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 

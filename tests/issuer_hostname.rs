@@ -1,0 +1,40 @@
+//! The host part of issued tokens' names, from `HOSTNAME`: trimmed, without `:` or characters
+//! that are not visible ASCII, and cut so that the whole name fits Vault's 128 characters.
+//!
+//! A test binary of its own with a single test: it sets `HOSTNAME`, which the issuer reads when
+//! it is built, and no other test may run while it does.
+#![cfg(feature = "issuer")]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use veeva_vault_auth::source::{StaticToken, VaultIssuer};
+
+fn issuer_on(host: &str) -> VaultIssuer {
+    std::env::set_var("HOSTNAME", host);
+    VaultIssuer::builder("http://127.0.0.1:9")
+        .bootstrap_token(StaticToken::new("veeva-vault-hostname-bootstrap").unwrap())
+        .name_prefix("fleet")
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_host_in_token_names_is_visible_ascii_without_colons_and_fits_the_name() {
+    let at = UNIX_EPOCH + Duration::from_secs(1_796_160_600);
+    let pid = std::process::id();
+    let time = "2026-12-01T21:30:00Z";
+
+    let name = issuer_on("  web:01\u{7}.example.com\u{e9} \n").token_name_at(at);
+    assert_eq!(name, format!("fleet:web01.example.com:{pid}:{time}"));
+
+    // A host name longer than the room left: cut so that the name is exactly 128 characters.
+    let name = issuer_on(&"h".repeat(200)).token_name_at(at);
+    let room = 128 - "fleet".len() - pid.to_string().len() - time.len() - 3;
+    assert_eq!(
+        name,
+        format!("fleet:{}:{pid}:{time}", "h".repeat(room)),
+        "{} characters",
+        name.len()
+    );
+    assert_eq!(name.len(), 128);
+}
