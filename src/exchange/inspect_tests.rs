@@ -1,0 +1,218 @@
+//! Unit tests of [`Inspection`](super::Inspection): the bounds, the looks at a prefix, and the
+//! body handed back.
+
+use super::*;
+use crate::vault::detect::VaultRule;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::convert::Infallible;
+use std::io::Write;
+
+/// A body from a script: data frames, empty frames, then (if `stall`) never another frame.
+struct Script {
+    frames: VecDeque<Bytes>,
+    stall: bool,
+    polled: usize,
+}
+
+impl Script {
+    fn new(frames: impl IntoIterator<Item = Bytes>, stall: bool) -> Self {
+        Self {
+            frames: frames.into_iter().collect(),
+            stall,
+            polled: 0,
+        }
+    }
+}
+
+impl Body for Script {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.polled += 1;
+        match self.frames.pop_front() {
+            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            None if self.stall => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+fn json_response<B>(body: B) -> http::Response<B> {
+    http::Response::builder()
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+/// What a frame takes in memory, counted here on its own (not with the code under test).
+const FRAME: usize = std::mem::size_of::<Frame<Bytes>>();
+
+const REJECTION: &[u8] = br#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID","message":"Invalid or expired session ID."}]}"#;
+
+fn start<B: Body>(response: http::Response<B>, limit: usize) -> Inspection<B> {
+    match Inspection::start(response, limit, DEFAULT_INSPECT_WAIT) {
+        Started::Reading(inspection) => inspection,
+        Started::TooLarge(_) => panic!("not read"),
+    }
+}
+
+fn judge_now<B: Body>(
+    inspection: &mut Inspection<B>,
+) -> Option<(http::Response<ResponseBody<B>>, bool)> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match inspection.poll_judge(&mut cx, &VaultRule) {
+        Poll::Ready(judged) => judged,
+        Poll::Pending => panic!("waits"),
+    }
+}
+
+#[tokio::test]
+async fn one_byte_frames_hold_no_more_than_the_bound() {
+    let limit = 64 * 1024;
+    let body = Script::new((0..200_000).map(|_| Bytes::from_static(b" ")), true);
+    let mut inspection = start(json_response(body), limit);
+    let (response, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(!rejected);
+    // Stopped at the bound, not after 64 Ki frames.
+    assert!(inspection.frames.is_empty());
+    let frames = response.body().read_ahead().unwrap();
+    assert!(frames * (FRAME + 1) <= limit + FRAME + 1);
+    assert!(frames > limit / (2 * (FRAME + 1)), "{frames}");
+    let rest = response.into_body().frame().await.unwrap().unwrap();
+    assert_eq!(rest.into_data().unwrap(), " ");
+}
+
+#[test]
+fn empty_frames_count_against_the_bound() {
+    let limit = 64 * 1024;
+    let body = Script::new((0..1_000_000).map(|_| Bytes::new()), false);
+    let mut inspection = start(json_response(body), limit);
+    let (response, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(!rejected);
+    let held = limit / FRAME + 1;
+    let frames = response.body().read_ahead().unwrap();
+    assert!(frames <= held, "{frames} frames held");
+}
+
+#[test]
+fn a_rejection_in_pieces_is_recognised_and_handed_back_intact() {
+    let pieces = REJECTION.chunks(7).map(Bytes::copy_from_slice);
+    let mut inspection = start(json_response(Script::new(pieces, false)), 64 * 1024);
+    let (response, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(rejected);
+    let bytes = futures_collect(response.into_body());
+    assert_eq!(&bytes[..], REJECTION);
+    assert!(
+        judge_now(&mut inspection).is_none(),
+        "an inspection ends once"
+    );
+}
+
+#[test]
+fn a_gzip_rejection_is_recognised_and_the_caller_gets_the_coded_bytes() {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(REJECTION).unwrap();
+    let coded = Bytes::from(encoder.finish().unwrap());
+    let mut response = json_response(Script::new([coded.clone()], false));
+    response
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
+    let mut inspection = start(response, 64 * 1024);
+    let (response, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(rejected);
+    assert_eq!(futures_collect(response.into_body()), coded);
+}
+
+#[test]
+fn a_success_is_handed_over_from_its_first_bytes() {
+    let first = Bytes::from_static(br#"{"responseStatus":"SUCCESS","data":["#);
+    let body = Script::new([first.clone()], true);
+    let mut inspection = start(json_response(body), 64 * 1024);
+    // The body stalls after its first bytes, yet the verdict is there without waiting.
+    let (response, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(!rejected);
+    let mut body = response.into_body();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let frame = Pin::new(&mut body).poll_frame(&mut cx);
+    assert!(matches!(frame, Poll::Ready(Some(Ok(ref f))) if f.data_ref() == Some(&first)));
+    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+}
+
+#[test]
+fn a_success_split_anywhere_is_known_when_its_status_is_there() {
+    let head = br#"{"responseStatus":"SUCCESS","#;
+    for cut in 1..head.len() {
+        let pieces = [
+            Bytes::copy_from_slice(&head[..cut]),
+            Bytes::copy_from_slice(&head[cut..]),
+        ];
+        let mut inspection = start(json_response(Script::new(pieces, true)), 64 * 1024);
+        let (response, rejected) = judge_now(&mut inspection).unwrap();
+        assert!(!rejected);
+        // Handed over as soon as the status is whole: after the first piece if it holds it.
+        let status_in_first = head[..cut].ends_with(b"\"SUCCESS\"");
+        let read = if status_in_first { 1 } else { 2 };
+        assert_eq!(response.body().read_ahead(), Some(read), "{cut}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_is_handed_over_after_the_wait() {
+    let first = Bytes::from_static(b"{");
+    let mut response = json_response(Script::new([first], true));
+    response
+        .headers_mut()
+        .insert("content-length", "500".parse().unwrap());
+    let wait = Duration::from_secs(3);
+    let Started::Reading(mut inspection) = Inspection::start(response, 64 * 1024, wait) else {
+        panic!("not read");
+    };
+    let began = Instant::now();
+    let (response, rejected) = std::future::poll_fn(|cx| inspection.poll_judge(cx, &VaultRule))
+        .await
+        .unwrap();
+    assert_eq!(began.elapsed(), wait);
+    assert!(!rejected);
+    assert_eq!(response.body().read_ahead(), Some(1));
+}
+
+#[test]
+fn no_wait_judges_what_is_there() {
+    let body = Script::new([Bytes::from_static(&REJECTION[..20])], true);
+    let Started::Reading(mut inspection) =
+        Inspection::start(json_response(body), 64 * 1024, Duration::ZERO)
+    else {
+        panic!("not read");
+    };
+    let (_, rejected) = judge_now(&mut inspection).unwrap();
+    assert!(!rejected);
+}
+
+#[test]
+fn a_declared_length_over_the_bound_is_not_read() {
+    let mut response = json_response(Script::new([], false));
+    response
+        .headers_mut()
+        .insert("content-length", "1000".parse().unwrap());
+    assert!(matches!(
+        Inspection::start(response, 1000, DEFAULT_INSPECT_WAIT),
+        Started::TooLarge(_)
+    ));
+}
+
+fn futures_collect<B: Body<Data = Bytes>>(body: B) -> Bytes
+where
+    B::Error: std::fmt::Debug,
+{
+    let mut collect = std::pin::pin!(body.collect());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match collect.as_mut().poll(&mut cx) {
+        Poll::Ready(done) => done.unwrap().to_bytes(),
+        Poll::Pending => panic!("the body waits"),
+    }
+}
