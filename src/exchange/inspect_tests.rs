@@ -216,3 +216,176 @@ where
         Poll::Pending => panic!("the body waits"),
     }
 }
+
+/// A rule that reads every body and counts the looks at a prefix.
+#[derive(Clone, Default)]
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counting {
+    fn looks(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl FailureRule for Counting {
+    fn check_head(&self, _: http::StatusCode, _: &http::HeaderMap) -> Verdict {
+        Verdict::InspectBody
+    }
+
+    fn check_prefix(&self, _: http::StatusCode, _: &http::HeaderMap, _: &[u8]) -> Verdict {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Verdict::InspectBody
+    }
+}
+
+/// What a [`Paced`] body does next.
+enum Step {
+    Data(&'static [u8]),
+    /// `Pending` once.
+    Pause,
+    Fail,
+}
+
+/// A body that follows its steps, then ends; it never says it is at its end before that.
+struct Paced(VecDeque<Step>);
+
+impl Body for Paced {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.0.pop_front() {
+            Some(Step::Data(data)) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(data))))),
+            Some(Step::Pause) => Poll::Pending,
+            Some(Step::Fail) => Poll::Ready(Some(Err(std::io::Error::other("cut")))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// Polls until the inspection is judged, as many times as the body pauses.
+fn judge_with<B: Body, R: FailureRule>(
+    inspection: &mut Inspection<B>,
+    rule: &R,
+) -> (http::Response<ResponseBody<B>>, bool) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let Poll::Ready(judged) = inspection.poll_judge(&mut cx, rule) {
+            return judged.expect("judged once");
+        }
+    }
+}
+
+fn paced(steps: impl IntoIterator<Item = Step>, limit: usize) -> Inspection<Paced> {
+    start(json_response(Paced(steps.into_iter().collect())), limit)
+}
+
+/// The prefix is looked at when the bytes read reach the next look (doubling), and at a pause
+/// only if bytes came since the last look and they are still few (1 KiB at most).
+#[tokio::test(start_paused = true)]
+async fn a_prefix_is_looked_at_when_new_bytes_are_few_or_have_doubled() {
+    const LONG: &[u8] = &[b' '; 2000];
+    let rule = Counting::default();
+    let mut inspection = paced(
+        [
+            Step::Data(b"ab"), // 2 bytes, at the first look's mark: look 1, next at 4
+            Step::Data(b"c"),  // 3: not yet
+            Step::Pause,       // new bytes, few of them: look 2, next at 6
+            Step::Pause,       // nothing new: no look
+            Step::Data(LONG),  // 2003, past 6: look 3, next at 4006
+            Step::Pause,       // nothing new
+            Step::Data(b"x"),  // 2004: not yet
+            Step::Pause,       // new bytes, but past 1 KiB: no look
+        ],
+        64 * 1024,
+    );
+    let (_, rejected) = judge_with(&mut inspection, &rule);
+    assert!(!rejected);
+    assert_eq!(rule.looks(), 3);
+}
+
+/// A body read to its end, within the bound to the byte, is handed back ended: once its frames
+/// are out it says it is at its end, whatever the inner body says, and is not polled again.
+#[tokio::test(start_paused = true)]
+async fn a_body_read_to_its_end_exactly_at_the_bound_is_handed_back_ended() {
+    // Four one-byte frames fill a list of four slots: the bound is reached, not passed.
+    let limit = 4 * FRAME + 4;
+    let steps = (0..4).map(|_| Step::Data(b" "));
+    let mut inspection = paced(steps, limit);
+    let (response, rejected) = judge_with(&mut inspection, &Counting::default());
+    assert!(!rejected);
+    assert_eq!(response.body().read_ahead(), Some(4));
+    let mut body = response.into_body();
+    for _ in 0..4 {
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            " "
+        );
+    }
+    assert!(body.is_end_stream(), "the body read to its end says so");
+    assert!(body.frame().await.is_none());
+}
+
+/// A body that failed while it was read is handed back with its frames, then the error, then
+/// nothing: the failed body is not polled again.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_failed_is_not_read_after_its_error() {
+    let steps = [Step::Data(b"{\"a\""), Step::Fail, Step::Data(b"after")];
+    let mut inspection = paced(steps, 64 * 1024);
+    let (response, rejected) = judge_with(&mut inspection, &Counting::default());
+    assert!(!rejected);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "{\"a\"");
+    assert!(body.frame().await.unwrap().is_err());
+    assert!(body.is_end_stream());
+    assert!(body.frame().await.is_none(), "polled after its error");
+}
+
+/// The capacities of the frame list as `n` one-byte frames are kept under `limit`.
+fn capacities(limit: usize, n: usize) -> Vec<usize> {
+    let mut inspection = paced([], limit);
+    (0..n)
+        .map(|_| {
+            inspection.keep(Frame::data(Bytes::from_static(b" ")));
+            inspection.frames.capacity()
+        })
+        .collect()
+}
+
+/// The list of frames doubles (from four slots) while the doubled list would fit the bound;
+/// where it would pass it, it grows by one slot at a time.
+#[test]
+fn the_frame_list_doubles_until_doubling_would_pass_the_bound() {
+    // Doubling 8 slots to 16 would pass 12 slots' worth: from there, one slot at a time.
+    assert_eq!(
+        capacities(12 * FRAME, 12),
+        [4, 4, 4, 4, 8, 8, 8, 8, 9, 10, 11, 12]
+    );
+    // 16 slots and the 9 bytes read then are the bound exactly: that still fits, so it doubles.
+    assert_eq!(capacities(16 * FRAME + 9, 9), [4, 4, 4, 4, 8, 8, 8, 8, 16]);
+}
+
+/// A body whose declared length and one frame's slot are the bound exactly is read; a byte
+/// more is handed back unread.
+#[test]
+fn a_declared_length_that_fits_the_bound_exactly_is_read() {
+    let declared = |len: &str| {
+        let mut response = json_response(Script::new([], false));
+        response
+            .headers_mut()
+            .insert("content-length", len.parse().unwrap());
+        response
+    };
+    assert!(matches!(
+        Inspection::start(declared("1000"), 1000 + FRAME, DEFAULT_INSPECT_WAIT),
+        Started::Reading(_)
+    ));
+    assert!(matches!(
+        Inspection::start(declared("1001"), 1000 + FRAME, DEFAULT_INSPECT_WAIT),
+        Started::TooLarge(_)
+    ));
+}
