@@ -183,6 +183,8 @@ pub(crate) fn note_accepted(cache_id: u64, generation: u64) {
 #[cold]
 #[inline(never)]
 fn note_accepted_slow(cache_id: u64, generation: u64) {
+    #[cfg(test)]
+    tests::count(|ways| ways.slow += 1);
     /// What this thread's slots know about `generation` of the cache.
     enum Known {
         /// Nothing: ask the cache.
@@ -210,6 +212,8 @@ fn note_accepted_slow(cache_id: u64, generation: u64) {
         }
         Known::Skip => return,
     }
+    #[cfg(test)]
+    tests::count(|ways| ways.asked += 1);
     let Some(cache) = Cache::find(cache_id) else {
         return;
     };
@@ -239,101 +243,5 @@ fn note_accepted_slow(cache_id: u64, generation: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::cache::{CacheConfig, Outcome};
-    use crate::source::RotatingToken;
-    use crate::AccessToken;
-
-    /// A cache whose source hands out `veeva-vault-layer{index}-{n}` for its n-th fetch.
-    fn cache(index: usize) -> Arc<Cache> {
-        let fetches = Arc::new(AtomicU64::new(0));
-        let source = RotatingToken::new(move || {
-            let n = fetches.fetch_add(1, Ordering::Relaxed) + 1;
-            async move { AccessToken::new(format!("veeva-vault-layer{index}-{n}")).map_err(Into::into) }
-        });
-        Cache::new(Arc::new(source), CacheConfig::default())
-    }
-
-    fn attached(cache: &Cache) -> Option<(u64, String)> {
-        let mut headers = http::HeaderMap::new();
-        let generation = cache.attach(&mut headers)?;
-        let value = headers[http::header::AUTHORIZATION]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        Some((generation, value))
-    }
-
-    fn slots_held() -> usize {
-        LOCAL.with(|slots| slots.borrow().len())
-    }
-
-    #[tokio::test]
-    async fn one_thread_serves_many_layers_each_its_own_token() {
-        let caches: Vec<_> = (0..LOCAL_SLOTS + 3).map(cache).collect();
-        for cache in &caches {
-            assert_eq!(attached(cache), None, "no token before the first fetch");
-            assert!(matches!(cache.force_refresh().await, Outcome::Installed(_)));
-        }
-        // Interleaved, more layers than slots: every request gets its own layer's token.
-        for round in 0..3 {
-            for (index, cache) in caches.iter().enumerate().rev() {
-                let (_, value) = attached(cache).expect("a token");
-                assert_eq!(
-                    value,
-                    format!("Bearer veeva-vault-layer{index}-1"),
-                    "round {round}"
-                );
-                assert!(slots_held() <= LOCAL_SLOTS);
-            }
-        }
-        // One layer rotates: its next request carries the new token, the others keep theirs.
-        assert!(matches!(
-            caches[2].force_refresh().await,
-            Outcome::Installed(_)
-        ));
-        for (index, cache) in caches.iter().enumerate() {
-            let n = if index == 2 { 2 } else { 1 };
-            let (generation, value) = attached(cache).expect("a token");
-            assert_eq!(value, format!("Bearer veeva-vault-layer{index}-{n}"));
-            assert_eq!(Some(generation), cache.current_generation());
-        }
-        // Invalidated: nothing attached, the map untouched.
-        caches[0].invalidate();
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(caches[0].attach(&mut headers), None);
-        assert!(headers.is_empty());
-    }
-
-    #[tokio::test]
-    async fn vault_taking_a_token_is_told_to_the_cache_once_per_thread_and_generation() {
-        let cache = cache(0);
-        assert!(matches!(cache.force_refresh().await, Outcome::Installed(1)));
-        let credential = cache.current.load_full().unwrap();
-        attached(&cache).unwrap();
-        assert!(!credential.was_accepted());
-        // An answer for another generation says nothing about this one.
-        note_accepted(cache.id(), 7);
-        assert!(!credential.was_accepted());
-        note_accepted(cache.id(), 1);
-        assert!(credential.was_accepted());
-        LOCAL.with(|slots| assert!(slots.borrow()[0].accepted, "the slot remembers"));
-        // A thread that never sent with it learns it too, and keeps a copy for next time.
-        let (id, other) = (cache.id(), Arc::clone(&cache));
-        std::thread::spawn(move || {
-            note_accepted(id, 1);
-            LOCAL.with(|slots| {
-                let slots = slots.borrow();
-                assert_eq!(slots.len(), 1);
-                assert!(slots[0].accepted && slots[0].generation == 1);
-            });
-            drop(other);
-        })
-        .join()
-        .unwrap();
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;
