@@ -267,3 +267,133 @@ fn a_waiter_whose_fetch_runtime_shut_down_fetches_again_on_its_own() {
         ["veeva-vault-runtime-2".to_owned()]
     );
 }
+
+/// Its first `hanging` fetches never answer; later ones hand out `veeva-vault-runtime-{n}`.
+struct FirstFetchesHang {
+    hanging: usize,
+    fetches: AtomicUsize,
+}
+
+impl TokenSource for FirstFetchesHang {
+    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        let hangs = n <= self.hanging;
+        Box::pin(async move {
+            if hangs {
+                std::future::pending::<()>().await;
+            }
+            Ok(AccessToken::new(format!("veeva-vault-runtime-{n}"))?)
+        })
+    }
+}
+
+/// A request on `runtime` that starts (or joins) a fetch and gives up at once; the runtime
+/// lives on, undriven.
+fn park_a_fetch_on<S>(runtime: &tokio::runtime::Runtime, service: &S)
+where
+    S: tower::Service<Request<Full<Bytes>>, Error = BoxError> + Clone,
+{
+    let call = service.clone().oneshot(request());
+    let gave_up =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_millis(10), call).await });
+    assert!(gave_up.is_err());
+}
+
+/// A waiter asks again once when its fetch's runtime shuts down, not forever: when the fetch it
+/// joined then is abandoned too, it fails (`Aborted`) rather than chase a third runtime.
+#[test]
+fn a_waiter_abandoned_twice_fails_instead_of_fetching_again() {
+    let source = Arc::new(FirstFetchesHang {
+        hanging: 2,
+        fetches: AtomicUsize::new(0),
+    });
+    let layer = VaultAuthLayer::new(VAULT, Arc::clone(&source)).unwrap();
+    let (vault, seen) = recording_vault();
+    let service = tower::Layer::layer(&layer, vault);
+
+    let a = paused_runtime();
+    park_a_fetch_on(&a, &service);
+    // The waiter lives on C, polled by hand (C's clock never moves).
+    let c = paused_runtime();
+    let mut waiter = tokio_test::task::spawn(service.clone().oneshot(request()));
+    macro_rules! poll_on_c {
+        () => {{
+            let _in_c = c.enter();
+            waiter.poll()
+        }};
+    }
+    assert!(poll_on_c!().is_pending(), "joined the fetch on A");
+    drop(a);
+    let b = paused_runtime();
+    park_a_fetch_on(&b, &service);
+    assert!(waiter.is_woken());
+    assert!(poll_on_c!().is_pending(), "joined the fetch on B");
+    drop(b);
+    let answered = match poll_on_c!() {
+        std::task::Poll::Ready(answered) => answered,
+        std::task::Poll::Pending => panic!("the waiter went on waiting"),
+    };
+    let err = answered.expect_err("abandoned twice");
+    let err = err.downcast_ref::<TokenUnavailable>().expect("typed");
+    assert_eq!(err.kind(), UnavailableKind::Aborted);
+    assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// A fetch timed out on one runtime that answers later, on its own runtime driven again, while
+/// a newer fetch is under way: its answer is dropped, and the newer fetch's waiters get the
+/// newer fetch's token.
+#[test]
+fn a_late_answer_from_another_runtime_does_not_end_the_newer_fetch() {
+    let source =
+        ScriptedSource::new(|n| Ok(AccessToken::new(format!("veeva-vault-late-{n}")).unwrap()));
+    source.close_gate();
+    let layer = VaultAuthLayer::builder(VAULT, source.clone())
+        .fetch_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (vault, seen) = recording_vault();
+    let service = tower::Layer::layer(&layer, vault);
+
+    // Fetch 1 starts on A and waits at the gate; A is left undriven.
+    let a = paused_runtime();
+    park_a_fetch_on(&a, &service);
+    let b = paused_runtime();
+    let newer = b.block_on(async {
+        // On B a request joins fetch 1 and gives up on it at the fetch timeout.
+        let err = service.clone().oneshot(request()).await.unwrap_err();
+        let err = err.downcast_ref::<TokenUnavailable>().expect("typed");
+        assert_eq!(
+            err.kind(),
+            UnavailableKind::TimedOut(Duration::from_secs(1))
+        );
+        // After the backoff that failure started, the next one starts fetch 2, which waits at
+        // the gate too.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut newer = tokio_test::task::spawn(service.clone().oneshot(request()));
+        assert!(newer.poll().is_pending());
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        newer
+    });
+    assert_eq!(source.fetches(), 2);
+    // Fetch 1 (first at the gate) answers, on A.
+    source.open(1);
+    a.block_on(async {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!(
+        layer.handle().status().generation,
+        None,
+        "the late answer was dropped"
+    );
+    source.open(1);
+    b.block_on(newer).expect("fetch 2's token");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["veeva-vault-late-2".to_owned()]
+    );
+}
