@@ -156,3 +156,45 @@ async fn ending_the_issuers_session_is_logged_as_vault_answered() {
         );
     }
 }
+
+/// A renewal that finds the same token with a later expiry keeps what the layer learnt of it
+/// (Vault took it: not logged again); a new token is news of its own (logged at its first
+/// acceptance).
+#[tokio::test(start_paused = true)]
+async fn an_acceptance_is_logged_once_per_token_across_renewals() {
+    let (captured, _default) = Captured::start();
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let (first, second) = (vault.issue_token(), vault.issue_token());
+    let start = tokio::time::Instant::now();
+    let minutes = move |n: u64| Some(start + Duration::from_secs(60 * n));
+    let script = [(first.clone(), 10), (first, 20), (second, 60)];
+    let source = ScriptedSource::new(move |n| {
+        let (value, expires) = &script[(n - 1).min(2)];
+        Ok(AccessToken::new(value.clone())
+            .unwrap()
+            .with_expiry(minutes(*expires)))
+    });
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let client = authed(&layer);
+    let call = || async {
+        let response = send(&client, get(&vault.api_url("/objects/users/me")))
+            .await
+            .unwrap();
+        assert!(text(response).await.contains("SUCCESS"));
+    };
+    call().await;
+    // Past the first renewal (before 10 minutes), then past the second (before 20).
+    for (at, fetches) in [(590, 2), (1190, 3)] {
+        tokio::time::advance(start + Duration::from_secs(at) - tokio::time::Instant::now()).await;
+        settle().await;
+        assert_eq!(source.fetches(), fetches);
+        call().await;
+    }
+    let logged = captured.text();
+    assert_eq!(
+        logged.matches("vault accepted the access token").count(),
+        2,
+        "{logged}"
+    );
+}
