@@ -1,7 +1,8 @@
-//! Tests that kill mutants of `src/tower/guard.rs` and `src/tower/layer.rs` that the rest of
-//! the suite let live (scripts/mutants.sh): what the guard and the layer show in `Debug` (never
-//! the token), and which answers passing the guard the layer may judge: over real HTTP to the
-//! Vault stand-in, the guard beneath the layer as the guide places it.
+//! Tests that kill mutants of `src/tower/` that the rest of the suite let live
+//! (scripts/mutants.sh): what the guard, the layer, its builder, the service and a response
+//! future show in `Debug` (never the token), and which answers passing the guard the layer may
+//! judge: over real HTTP to the Vault stand-in, the guard beneath the layer as the guide places
+//! it.
 
 mod common;
 
@@ -101,4 +102,63 @@ async fn an_answer_to_a_vault_request_that_lost_the_token_condemns_nothing() {
         "the token was not condemned"
     );
     assert_eq!(vault.request_count(), 1, "and nothing was replayed");
+}
+
+/// A service that answers every request with an empty 200.
+fn answering() -> impl tower::Service<
+    http::Request<http_body_util::Full<bytes::Bytes>>,
+    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<
+        Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible>,
+    >,
+> + Clone {
+    tower::service_fn(|_| std::future::ready(Ok(http::Response::new(Default::default()))))
+}
+
+#[test]
+fn the_service_shows_what_it_wraps_its_vault_and_rule_but_not_the_token() {
+    let shown = format!("{:?}", layer().layer(Inner));
+    assert_eq!(
+        shown,
+        "VaultAuth { inner: Inner, vault: \"https://myvault.veevavault.com:443\", rule: VaultRule, .. }"
+    );
+}
+
+#[test]
+fn the_builder_shows_its_vault_settings_and_rule_but_not_the_token() {
+    let builder = VaultAuthLayer::builder(
+        "https://MyVault.veevavault.com",
+        StaticToken::new(TOKEN).unwrap(),
+    )
+    .fetch_timeout(std::time::Duration::from_secs(7));
+    let shown = format!("{builder:?}");
+    assert!(
+        shown.starts_with(
+            "VaultAuthLayerBuilder { url: \"https://MyVault.veevavault.com\", config: "
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("7s"), "the settings: {shown}");
+    assert!(shown.ends_with("rule: VaultRule, .. }"), "{shown}");
+    assert!(!shown.contains(TOKEN), "{shown}");
+}
+
+#[tokio::test]
+async fn a_response_future_shows_its_state_and_generation_but_not_the_token() {
+    use tower::{Service, ServiceExt};
+    let layer = layer();
+    layer.handle().force_refresh().await.unwrap();
+    let mut service = layer.layer(answering());
+    service.ready().await.unwrap();
+    let request = http::Request::get("https://myvault.veevavault.com/api/v26.2/objects/users/me")
+        .body(Default::default())
+        .unwrap();
+    let future = service.call(request);
+    let shown = format!("{future:?}");
+    assert_eq!(
+        shown,
+        "ResponseFuture { state: \"Sent\", generation: 1, .. }"
+    );
+    assert!(future.await.is_ok());
 }

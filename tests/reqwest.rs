@@ -322,3 +322,57 @@ async fn a_revocation_under_200_streaming_requests_refreshes_once_and_replays_ea
     assert!(replays.iter().all(|r| r.outcome == Outcome::Accepted));
     assert_eq!(layer.handle().status().replays, 200);
 }
+
+/// The replay cap is inclusive: a body of exactly `max_replay_body` bytes, in memory or
+/// streaming with a known length, is replayed after a rejection; one a byte longer is not.
+#[tokio::test(start_paused = true)]
+async fn a_body_of_exactly_the_replay_cap_is_replayed_and_a_byte_more_is_not() {
+    for (streaming, len) in [(false, 16), (false, 17), (true, 16), (true, 17)] {
+        let _clock = hold_clock();
+        let vault = VaultStandIn::start().await.unwrap();
+        let (old, new) = (vault.issue_token(), vault.issue_token());
+        let layer =
+            VaultAuthLayer::builder(&vault.base_url(), tokens_in_order(vec![old.clone(), new]))
+                .max_replay_body(16)
+                .build()
+                .unwrap();
+        let client = reqwest_client(&layer);
+        client
+            .get(vault.api_url("/objects/users/me"))
+            .send()
+            .await
+            .unwrap();
+        vault.revoke(&old);
+        let text = format!("q={}", "x".repeat(len - 2));
+        let body = if streaming {
+            reqwest::Body::wrap(http_body_util::Full::new(Bytes::from(text)))
+        } else {
+            reqwest::Body::from(text)
+        };
+        client
+            .post(vault.api_url("/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let replays = layer.handle().status().replays;
+        assert_eq!(
+            replays,
+            u64::from(len == 16),
+            "streaming {streaming}, {len} bytes"
+        );
+    }
+}
+
+#[test]
+fn the_middleware_shows_its_rule_but_not_the_token() {
+    let token = "veeva-vault-middlewareDebugToken";
+    let layer = VaultAuthLayer::new(
+        "https://myvault.veevavault.com",
+        veeva_vault_auth::source::StaticToken::new(token).unwrap(),
+    )
+    .unwrap();
+    let shown = format!("{:?}", layer.middleware());
+    assert_eq!(shown, "VaultAuthMiddleware { rule: VaultRule, .. }");
+}
