@@ -303,6 +303,18 @@ async fn an_empty_boxed_body_is_replayed_as_empty() {
         1,
         "replayed with a cap of 0 bytes"
     );
+    // The replay goes out as the first send did: an empty body of known length, not a stream.
+    let seen = s.vault.requests();
+    assert_eq!(seen.len(), 2);
+    for name in ["content-length", "transfer-encoding"] {
+        assert_eq!(
+            seen[1].headers.get(name),
+            seen[0].headers.get(name),
+            "{name}"
+        );
+    }
+    assert!(seen[1].headers.get("transfer-encoding").is_none());
+    assert!(seen[1].body.is_empty());
 }
 
 /// A server that answers the first token's requests with Vault's rejection before reading their

@@ -138,6 +138,12 @@ impl HeadCopy {
         copy
     }
 
+    /// The room its buffer has, for tests of what a copy reserves.
+    #[cfg(test)]
+    pub(super) fn text_room(&self) -> usize {
+        self.0.as_deref().map_or(0, |head| head.text.capacity())
+    }
+
     /// The buffer, for the body's bytes to follow the head's.
     pub(super) fn text(&mut self) -> &mut Vec<u8> {
         &mut self.0.get_or_insert_with(Box::default).text
