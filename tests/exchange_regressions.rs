@@ -321,6 +321,34 @@ async fn a_401_with_a_large_body_on_one_connection_behind_a_buffer_is_replayed()
     assert_eq!(auth.handle().status().replays, 1);
 }
 
+/// The same through the reqwest door: the rejected answer's body is read off (it is under the
+/// discard bound), so reqwest's pool sends the replay on the same connection.
+#[cfg(feature = "reqwest")]
+#[tokio::test(start_paused = true)]
+async fn a_401_through_the_reqwest_door_leaves_its_connection_for_the_replay() {
+    let _clock = hold_clock();
+    let (old, new) = ("veeva-vault-pool-old", "veeva-vault-pool-new");
+    let (addr, connections) = big_401_server(old, 200 * 1024).await;
+    let source = tokens_in_order(vec![old.to_owned(), new.to_owned()]);
+    let auth = VaultAuthLayer::new(&format!("http://{addr}"), source).unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth.middleware())
+        .build();
+    let url = format!("http://{addr}/api/v26.2/objects/users/me");
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.headers()["x-vaultapi-status"],
+        "SUCCESS",
+        "replayed"
+    );
+    assert_eq!(auth.handle().status().replays, 1);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the replay went on the rejected answer's connection"
+    );
+}
+
 // Bug 18: a request waiting for its first token holds no concurrency permit.
 
 #[tokio::test(start_paused = true)]
