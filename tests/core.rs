@@ -67,6 +67,7 @@ async fn another_host_never_sees_the_token() {
         .unwrap_err();
     let refused = err.downcast_ref::<NotForVault>().expect("typed error");
     assert_eq!(refused.origin(), Some(other.base_url().as_str()));
+    assert_eq!(refused.vault(), vault.base_url());
     assert_eq!(
         other.request_count(),
         0,
@@ -394,6 +395,12 @@ async fn an_unusable_source_is_a_typed_error_and_nothing_is_sent() {
         SourceErrorKind::NotFound
     );
     assert!(err.to_string().contains("VVA_TEST_ENV_UNSET"), "{err}");
+    // The source's error is the error's `source()` too, for error reporters that walk the chain.
+    let cause = std::error::Error::source(err).expect("a cause");
+    let cause = cause
+        .downcast_ref::<veeva_vault_auth::source::SourceError>()
+        .expect("the source's error");
+    assert_eq!(cause.kind(), SourceErrorKind::NotFound);
     assert_eq!(vault.request_count(), 0);
 
     // Backing off: the next request fails at once without asking the source again.
