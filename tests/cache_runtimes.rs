@@ -344,6 +344,7 @@ fn a_waiter_abandoned_twice_fails_instead_of_fetching_again() {
 /// a newer fetch is under way: its answer is dropped, and the newer fetch's waiters get the
 /// newer fetch's token.
 #[test]
+#[allow(clippy::async_yields_async)] // the spawned request is polled again later, on B
 fn a_late_answer_from_another_runtime_does_not_end_the_newer_fetch() {
     let source =
         ScriptedSource::new(|n| Ok(AccessToken::new(format!("veeva-vault-late-{n}")).unwrap()));

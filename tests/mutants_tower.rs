@@ -104,14 +104,17 @@ async fn an_answer_to_a_vault_request_that_lost_the_token_condemns_nothing() {
     assert_eq!(vault.request_count(), 1, "and nothing was replayed");
 }
 
+/// The request and answer of [`answering`].
+type Plain = http_body_util::Full<bytes::Bytes>;
+/// What [`answering`] hands back.
+type Answered = std::future::Ready<Result<http::Response<Plain>, std::convert::Infallible>>;
+
 /// A service that answers every request with an empty 200.
 fn answering() -> impl tower::Service<
-    http::Request<http_body_util::Full<bytes::Bytes>>,
-    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    http::Request<Plain>,
+    Response = http::Response<Plain>,
     Error = std::convert::Infallible,
-    Future = std::future::Ready<
-        Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible>,
-    >,
+    Future = Answered,
 > + Clone {
     tower::service_fn(|_| std::future::ready(Ok(http::Response::new(Default::default()))))
 }
