@@ -25,6 +25,41 @@ fn bearer(vault: &VaultStandIn, index: usize) -> String {
         .to_owned()
 }
 
+/// A Vault with two tokens, a layer (replay cap `cap`) whose source hands them out in turn, and
+/// a reqwest client that made one request with the first, which Vault has since revoked.
+struct Revoked {
+    vault: VaultStandIn,
+    layer: VaultAuthLayer,
+    client: ClientWithMiddleware,
+    /// The second token, the one a replay carries.
+    new: String,
+}
+
+async fn revoked_after_one_request(cap: u64) -> Revoked {
+    let vault = VaultStandIn::start().await.unwrap();
+    let (old, new) = (vault.issue_token(), vault.issue_token());
+    let layer = VaultAuthLayer::builder(
+        &vault.base_url(),
+        tokens_in_order(vec![old.clone(), new.clone()]),
+    )
+    .max_replay_body(cap)
+    .build()
+    .unwrap();
+    let client = reqwest_client(&layer);
+    client
+        .get(vault.api_url("/objects/users/me"))
+        .send()
+        .await
+        .unwrap();
+    vault.revoke(&old);
+    Revoked {
+        vault,
+        layer,
+        client,
+        new,
+    }
+}
+
 #[tokio::test]
 async fn attaches_the_token_and_keeps_it_at_home() {
     let vault = VaultStandIn::start().await.unwrap();
@@ -162,20 +197,12 @@ async fn a_streaming_body_within_the_cap_is_recorded_and_replayed_whole() {
 #[tokio::test(start_paused = true)]
 async fn a_streaming_body_past_the_cap_is_not_replayed_and_the_next_request_gets_the_new_token() {
     let _clock = hold_clock();
-    let vault = VaultStandIn::start().await.unwrap();
-    let (old, new) = (vault.issue_token(), vault.issue_token());
-    let source = tokens_in_order(vec![old.clone(), new.clone()]);
-    let layer = VaultAuthLayer::builder(&vault.base_url(), source.clone())
-        .max_replay_body(16)
-        .build()
-        .unwrap();
-    let client = reqwest_client(&layer);
-    client
-        .get(vault.api_url("/objects/users/me"))
-        .send()
-        .await
-        .unwrap();
-    vault.revoke(&old);
+    let Revoked {
+        vault,
+        layer,
+        client,
+        new,
+    } = revoked_after_one_request(16).await;
 
     let streaming = reqwest::Body::wrap(Chunks(vec![
         Bytes::from_static(b"q=SELECT+id"),
@@ -329,20 +356,12 @@ async fn a_revocation_under_200_streaming_requests_refreshes_once_and_replays_ea
 async fn a_body_of_exactly_the_replay_cap_is_replayed_and_a_byte_more_is_not() {
     for (streaming, len) in [(false, 16), (false, 17), (true, 16), (true, 17)] {
         let _clock = hold_clock();
-        let vault = VaultStandIn::start().await.unwrap();
-        let (old, new) = (vault.issue_token(), vault.issue_token());
-        let layer =
-            VaultAuthLayer::builder(&vault.base_url(), tokens_in_order(vec![old.clone(), new]))
-                .max_replay_body(16)
-                .build()
-                .unwrap();
-        let client = reqwest_client(&layer);
-        client
-            .get(vault.api_url("/objects/users/me"))
-            .send()
-            .await
-            .unwrap();
-        vault.revoke(&old);
+        let Revoked {
+            vault,
+            layer,
+            client,
+            ..
+        } = revoked_after_one_request(16).await;
         let text = format!("q={}", "x".repeat(len - 2));
         let body = if streaming {
             reqwest::Body::wrap(http_body_util::Full::new(Bytes::from(text)))
