@@ -65,14 +65,31 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Its first fetch never answers; later ones hand out `veeva-vault-runtime-{n}`.
-struct FirstFetchHangs(AtomicUsize);
+/// Its first `hanging` fetches never answer; later ones hand out `veeva-vault-runtime-{n}`.
+struct FirstFetchesHang {
+    hanging: usize,
+    fetches: AtomicUsize,
+}
 
-impl TokenSource for FirstFetchHangs {
+impl FirstFetchesHang {
+    fn new(hanging: usize) -> Arc<Self> {
+        Arc::new(Self {
+            hanging,
+            fetches: AtomicUsize::new(0),
+        })
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for FirstFetchesHang {
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        let hangs = n <= self.hanging;
         Box::pin(async move {
-            if n == 1 {
+            if hangs {
                 std::future::pending::<()>().await;
             }
             Ok(AccessToken::new(format!("veeva-vault-runtime-{n}"))?)
@@ -80,11 +97,23 @@ impl TokenSource for FirstFetchHangs {
     }
 }
 
+/// A request on `runtime` that starts (or joins) a fetch and gives up at once; the runtime
+/// lives on, undriven.
+fn park_a_fetch_on<S>(runtime: &tokio::runtime::Runtime, service: &S)
+where
+    S: tower::Service<Request<Full<Bytes>>, Error = BoxError> + Clone,
+{
+    let call = service.clone().oneshot(request());
+    let gave_up =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_millis(10), call).await });
+    assert!(gave_up.is_err());
+}
+
 /// Bug 10: a fetch started on a runtime that then stays alive but undriven must not hold a waiter
 /// on another runtime past the fetch timeout, nor block the fetches after it.
 #[test]
 fn a_fetch_parked_on_an_undriven_runtime_holds_nobody_past_the_fetch_timeout() {
-    let source = Arc::new(FirstFetchHangs(AtomicUsize::new(0)));
+    let source = FirstFetchesHang::new(1);
     let layer = VaultAuthLayer::builder(VAULT, Arc::clone(&source))
         .fetch_timeout(Duration::from_secs(1))
         .build()
@@ -95,15 +124,8 @@ fn a_fetch_parked_on_an_undriven_runtime_holds_nobody_past_the_fetch_timeout() {
     // On A, the request starts the fetch and its caller gives up early (a sync wrapper with its
     // own timeout); A lives on, undriven.
     let a = paused_runtime();
-    let gave_up = a.block_on(async {
-        tokio::time::timeout(
-            Duration::from_millis(10),
-            service.clone().oneshot(request()),
-        )
-        .await
-    });
-    assert!(gave_up.is_err());
-    assert_eq!(source.0.load(Ordering::SeqCst), 1);
+    park_a_fetch_on(&a, &service);
+    assert_eq!(source.fetches(), 1);
 
     let b = paused_runtime();
     b.block_on(async {
@@ -128,7 +150,7 @@ fn a_fetch_parked_on_an_undriven_runtime_holds_nobody_past_the_fetch_timeout() {
                 .expect("not blocked by the parked fetch");
         assert!(response.is_ok());
     });
-    assert_eq!(source.0.load(Ordering::SeqCst), 2);
+    assert_eq!(source.fetches(), 2);
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["veeva-vault-runtime-2".to_owned()]
@@ -177,7 +199,7 @@ fn an_expired_token_is_never_attached_when_its_renewal_task_is_not_driven() {
 /// failure is recorded, no backoff, and the next request on a live runtime fetches at once.
 #[test]
 fn a_runtime_shut_down_mid_fetch_is_not_a_source_failure() {
-    let source = Arc::new(FirstFetchHangs(AtomicUsize::new(0)));
+    let source = FirstFetchesHang::new(1);
     let layer = VaultAuthLayer::builder(VAULT, Arc::clone(&source))
         .fetch_timeout(Duration::from_millis(500))
         .build()
@@ -186,14 +208,7 @@ fn a_runtime_shut_down_mid_fetch_is_not_a_source_failure() {
     let service = tower::Layer::layer(&layer, vault);
 
     let a = paused_runtime();
-    let gave_up = a.block_on(async {
-        tokio::time::timeout(
-            Duration::from_millis(10),
-            service.clone().oneshot(request()),
-        )
-        .await
-    });
-    assert!(gave_up.is_err());
+    park_a_fetch_on(&a, &service);
     drop(a);
 
     let status = layer.handle().status();
@@ -226,20 +241,13 @@ fn a_runtime_shut_down_mid_fetch_is_not_a_source_failure() {
 /// it asks again on its own runtime instead of failing.
 #[test]
 fn a_waiter_whose_fetch_runtime_shut_down_fetches_again_on_its_own() {
-    let source = Arc::new(FirstFetchHangs(AtomicUsize::new(0)));
+    let source = FirstFetchesHang::new(1);
     let layer = VaultAuthLayer::new(VAULT, Arc::clone(&source)).unwrap();
     let (vault, seen) = recording_vault();
     let service = tower::Layer::layer(&layer, vault);
 
     let a = paused_runtime();
-    let gave_up = a.block_on(async {
-        tokio::time::timeout(
-            Duration::from_millis(10),
-            service.clone().oneshot(request()),
-        )
-        .await
-    });
-    assert!(gave_up.is_err());
+    park_a_fetch_on(&a, &service);
 
     // On B, in another thread, a request joins the fetch parked on A; then A shuts down.
     let (joined_tx, joined_rx) = std::sync::mpsc::channel();
@@ -261,52 +269,18 @@ fn a_waiter_whose_fetch_runtime_shut_down_fetches_again_on_its_own() {
     drop(a);
     let answered = waiter.join().unwrap();
     assert!(answered.is_ok(), "{:?}", answered.err());
-    assert_eq!(source.0.load(Ordering::SeqCst), 2);
+    assert_eq!(source.fetches(), 2);
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["veeva-vault-runtime-2".to_owned()]
     );
 }
 
-/// Its first `hanging` fetches never answer; later ones hand out `veeva-vault-runtime-{n}`.
-struct FirstFetchesHang {
-    hanging: usize,
-    fetches: AtomicUsize,
-}
-
-impl TokenSource for FirstFetchesHang {
-    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        let hangs = n <= self.hanging;
-        Box::pin(async move {
-            if hangs {
-                std::future::pending::<()>().await;
-            }
-            Ok(AccessToken::new(format!("veeva-vault-runtime-{n}"))?)
-        })
-    }
-}
-
-/// A request on `runtime` that starts (or joins) a fetch and gives up at once; the runtime
-/// lives on, undriven.
-fn park_a_fetch_on<S>(runtime: &tokio::runtime::Runtime, service: &S)
-where
-    S: tower::Service<Request<Full<Bytes>>, Error = BoxError> + Clone,
-{
-    let call = service.clone().oneshot(request());
-    let gave_up =
-        runtime.block_on(async { tokio::time::timeout(Duration::from_millis(10), call).await });
-    assert!(gave_up.is_err());
-}
-
 /// A waiter asks again once when its fetch's runtime shuts down, not forever: when the fetch it
 /// joined then is abandoned too, it fails (`Aborted`) rather than chase a third runtime.
 #[test]
 fn a_waiter_abandoned_twice_fails_instead_of_fetching_again() {
-    let source = Arc::new(FirstFetchesHang {
-        hanging: 2,
-        fetches: AtomicUsize::new(0),
-    });
+    let source = FirstFetchesHang::new(2);
     let layer = VaultAuthLayer::new(VAULT, Arc::clone(&source)).unwrap();
     let (vault, seen) = recording_vault();
     let service = tower::Layer::layer(&layer, vault);
@@ -336,7 +310,7 @@ fn a_waiter_abandoned_twice_fails_instead_of_fetching_again() {
     let err = answered.expect_err("abandoned twice");
     let err = err.downcast_ref::<TokenUnavailable>().expect("typed");
     assert_eq!(err.kind(), UnavailableKind::Aborted);
-    assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(source.fetches(), 2);
     assert!(seen.lock().unwrap().is_empty());
 }
 
@@ -346,8 +320,15 @@ fn a_waiter_abandoned_twice_fails_instead_of_fetching_again() {
 #[test]
 #[allow(clippy::async_yields_async)] // the spawned request is polled again later, on B
 fn a_late_answer_from_another_runtime_does_not_end_the_newer_fetch() {
-    let source =
-        ScriptedSource::new(|n| Ok(AccessToken::new(format!("veeva-vault-late-{n}")).unwrap()));
+    // Which fetches answered, in order.
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let source = ScriptedSource::new({
+        let answered = Arc::clone(&answered);
+        move |n| {
+            answered.lock().unwrap().push(n);
+            Ok(AccessToken::new(format!("veeva-vault-late-{n}")).unwrap())
+        }
+    });
     source.close_gate();
     let layer = VaultAuthLayer::builder(VAULT, source.clone())
         .fetch_timeout(Duration::from_secs(1))
@@ -386,6 +367,11 @@ fn a_late_answer_from_another_runtime_does_not_end_the_newer_fetch() {
             tokio::task::yield_now().await;
         }
     });
+    assert_eq!(
+        answered.lock().unwrap().as_slice(),
+        [1],
+        "fetch 1 answered, late"
+    );
     assert_eq!(
         layer.handle().status().generation,
         None,

@@ -31,6 +31,19 @@ fn issuer_error(err: &veeva_vault_auth::source::SourceError) -> IssuerError {
         .clone()
 }
 
+/// 24 tokens named like the issuer's (from earlier runs), expiring one hour apart from two
+/// hours on: with the bootstrap, the user's cap is full. The oldest first.
+fn fill_cap_with_stale(vault: &VaultStandIn) -> Vec<String> {
+    (0..24)
+        .map(|i| {
+            let name = format!("{PREFIX}:old-host:7:2026-01-01T00:{i:02}:00Z");
+            vault
+                .issue_token_for(USER, Some(&name), Some(Duration::from_secs(3600 * (i + 2))))
+                .unwrap()
+        })
+        .collect()
+}
+
 /// 24 stale tokens of the issuer's own (from earlier runs) and the bootstrap fill the cap: each
 /// issue revokes the oldest of its own and succeeds; nobody else's token is touched.
 #[tokio::test(start_paused = true)]
@@ -38,15 +51,7 @@ async fn a_cap_full_of_its_own_stale_tokens_is_cleared_oldest_first() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let bootstrap = vault.issue_token();
-    // Named like the issuer's, expiring one hour apart: the first is the oldest.
-    let stale: Vec<String> = (0..24)
-        .map(|i| {
-            let name = format!("{PREFIX}:old-host:7:2026-01-01T00:{i:02}:00Z");
-            vault
-                .issue_token_for(USER, Some(&name), Some(Duration::from_secs(3600 * (i + 2))))
-                .unwrap()
-        })
-        .collect();
+    let stale = fill_cap_with_stale(&vault);
     assert_eq!(vault.active_token_count(), 25);
     let issuer = builder(&vault)
         .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
@@ -256,14 +261,7 @@ async fn a_cap_revocation_vault_refuses_makes_no_room() {
     let _clock = hold_clock();
     let vault = VaultStandIn::start().await.unwrap();
     let bootstrap = vault.issue_token();
-    let stale: Vec<String> = (0..24)
-        .map(|i| {
-            let name = format!("{PREFIX}:old-host:7:2026-01-01T00:{i:02}:00Z");
-            vault
-                .issue_token_for(USER, Some(&name), Some(Duration::from_secs(3600 * (i + 2))))
-                .unwrap()
-        })
-        .collect();
+    let stale = fill_cap_with_stale(&vault);
     assert!(vault.refuse_revocation_of(&stale[0]));
     let issuer = builder(&vault)
         .bootstrap_token(StaticToken::new(&bootstrap).unwrap())
