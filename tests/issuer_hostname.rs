@@ -37,4 +37,23 @@ fn the_host_in_token_names_is_visible_ascii_without_colons_and_fits_the_name() {
         name.len()
     );
     assert_eq!(name.len(), 128);
+
+    // A `HOSTNAME` with nothing left once cut counts as unset: the name's host is the one the
+    // issuer finds without it (`/etc/hostname`, else `host`), never empty.
+    std::env::remove_var("HOSTNAME");
+    let unset = VaultIssuer::builder("http://127.0.0.1:9")
+        .bootstrap_token(StaticToken::new("veeva-vault-hostname-bootstrap").unwrap())
+        .name_prefix("fleet")
+        .build()
+        .unwrap()
+        .token_name_at(at);
+    let host = unset.split(':').nth(1).unwrap();
+    assert!(!host.is_empty(), "{unset}");
+    for empty in [" \t ", "\u{e9}\u{e8}", ":::", "\u{7}"] {
+        assert_eq!(
+            issuer_on(empty).token_name_at(at),
+            unset,
+            "HOSTNAME={empty:?}"
+        );
+    }
 }

@@ -316,17 +316,25 @@ impl Core {
     }
 }
 
-/// The host name for token names: `HOSTNAME`, else `/etc/hostname`, else `host`.
+/// The host name for token names: the first of `HOSTNAME` and `/etc/hostname` that still holds
+/// something once cut to visible ASCII without `:`, else `host`.
 fn host_name() -> String {
-    let name = std::env::var("HOSTNAME")
+    let clean = |name: String| -> Option<String> {
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != ':')
+            .collect();
+        (!name.is_empty()).then_some(name)
+    };
+    std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    name.chars()
-        .filter(|c| c.is_ascii_graphic() && *c != ':')
-        .collect()
+        .and_then(clean)
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .and_then(clean)
+        })
+        .unwrap_or_else(|| "host".to_owned())
 }
 
 /// Logins counted without the async lock.
