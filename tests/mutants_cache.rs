@@ -401,3 +401,45 @@ async fn a_token_that_expired_unrenewed_is_fetched_again_at_once() {
     })
     .await;
 }
+
+/// `AuthStatus::retry_at` shows the end of a failure's backoff while it lies ahead, and nothing
+/// from that very instant on. (A token is held, so the maintainer has nothing to retry at that
+/// instant and the backoff stays in place to be looked at.)
+#[tokio::test(start_paused = true)]
+async fn retry_at_is_shown_until_the_backoffs_last_instant_and_not_at_it() {
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let token = vault.issue_token();
+    let source = ScriptedSource::new(move |n| match n {
+        1 => Ok(AccessToken::new(token.clone()).unwrap()),
+        _ => Err(SourceError::retryable("the source is down")),
+    });
+    let layer = VaultAuthLayer::new(&vault.base_url(), source.clone()).unwrap();
+    let handle = layer.handle();
+    handle.force_refresh().await.unwrap();
+    assert!(handle.force_refresh().await.is_err());
+    let until = handle
+        .status()
+        .retry_at
+        .expect("a backoff after the failure");
+
+    let now = tokio::time::Instant::now();
+    tokio::time::advance(until - now - Duration::from_nanos(1)).await;
+    assert_eq!(
+        handle.status().retry_at,
+        Some(until),
+        "one nanosecond before"
+    );
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    settle().await;
+    let status = handle.status();
+    assert_eq!(
+        (
+            status.retry_at,
+            status.consecutive_failures,
+            source.fetches()
+        ),
+        (None, 1, 2),
+        "at the instant itself, the failure still counted and no fetch started"
+    );
+}
