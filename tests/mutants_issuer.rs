@@ -368,14 +368,27 @@ async fn failing_revocations_back_off_to_fifteen_minutes_at_most() {
     let _ = issuer.shutdown().await;
 }
 
+/// Moves the paused clock to exactly `at`.
+async fn advance_to(at: tokio::time::Instant) {
+    tokio::time::advance(at - tokio::time::Instant::now()).await;
+}
+
+/// When the issuer takes `token` to expire: the expiry it handed out with it (Vault's expiry
+/// date is whole seconds, so not exactly the lifetime after the fetch).
+fn expiry_of(token: &veeva_vault_auth::AccessToken) -> tokio::time::Instant {
+    token
+        .expires_at()
+        .expect("issued tokens carry their expiry")
+}
+
 /// A token whose expiry is this very instant is not revoked: shutdown at the expiry of the
 /// token in use makes no revocation call.
 #[tokio::test(start_paused = true)]
 async fn shutdown_at_the_instant_a_token_expires_does_not_revoke_it() {
     let _clock = hold_clock();
     let (vault, issuer) = token_setup().await;
-    issuer.fetch().await.unwrap();
-    tokio::time::advance(Duration::from_secs(3600)).await;
+    let token = issuer.fetch().await.unwrap();
+    advance_to(expiry_of(&token)).await;
     issuer.shutdown().await.unwrap();
     assert_eq!(count(&vault, is_revoke), 0, "an expired token was revoked");
     assert_eq!(issuer.stats().revoked, 0);
@@ -387,11 +400,11 @@ async fn shutdown_at_the_instant_a_token_expires_does_not_revoke_it() {
 async fn shutdown_leaves_out_a_superseded_token_at_its_expiry() {
     let _clock = hold_clock();
     let (vault, issuer) = token_setup().await;
-    issuer.fetch().await.unwrap();
-    // Superseded 100 s before its expiry: due for revocation after the 600 s grace period.
-    tokio::time::advance(Duration::from_secs(3500)).await;
+    let first = issuer.fetch().await.unwrap();
+    // Superseded 100 s before its expiry, so still in its 600 s grace period when it expires.
+    advance_to(expiry_of(&first) - Duration::from_secs(100)).await;
     let second = issuer.fetch().await.unwrap();
-    tokio::time::advance(Duration::from_secs(100)).await;
+    advance_to(expiry_of(&first)).await;
     issuer.shutdown().await.unwrap();
     assert!(!vault.is_active(second.expose_secret()));
     let stats = issuer.stats();
@@ -402,23 +415,27 @@ async fn shutdown_leaves_out_a_superseded_token_at_its_expiry() {
     );
 }
 
-/// A superseded token whose revocation falls due at the instant it expires is dropped from the
-/// list, not revoked.
+/// A superseded token whose revocation is due at the very instant it expires is dropped from
+/// the list by the revocation round of that instant, not revoked. (The round is started by the
+/// next issue, which wakes the revocation task at once; its own timer would fire a little after
+/// the instant.)
 #[tokio::test(start_paused = true)]
 async fn a_revocation_due_at_the_tokens_expiry_is_dropped() {
     let _clock = hold_clock();
     let (vault, issuer) = token_setup().await;
-    issuer.fetch().await.unwrap();
-    // Superseded 600 s (the grace period) before its expiry.
-    tokio::time::advance(Duration::from_secs(3000)).await;
+    let first = issuer.fetch().await.unwrap();
+    // Superseded exactly one grace period (600 s) before its expiry.
+    advance_to(expiry_of(&first) - Duration::from_secs(600)).await;
     issuer.fetch().await.unwrap();
     assert_eq!(issuer.stats().pending_revocations, 1);
-    tokio::time::advance(Duration::from_secs(600)).await;
-    eventually("the revocation worker's round", || {
-        issuer.stats().pending_revocations == 0
+    advance_to(expiry_of(&first)).await;
+    issuer.fetch().await.unwrap();
+    // A revocation leaves the list only once Vault answered it. (No `settle()`: the clock
+    // stands between two milliseconds, so a zero sleep would wait for the next one.)
+    eventually("the revocation round at the expiry", || {
+        issuer.stats().pending_revocations == 1
     })
     .await;
-    settle().await;
     assert_eq!(count(&vault, is_revoke), 0, "an expired token was revoked");
     assert_eq!(issuer.stats().revoked, 0);
     let _ = issuer.shutdown().await;
