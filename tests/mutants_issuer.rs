@@ -479,3 +479,22 @@ fn the_revocation_task_starts_again_on_a_new_runtime() {
         issuer.shutdown().await.unwrap();
     });
 }
+
+/// Vault's `Date` is asked for on its own once, before the first issue; later issues take it
+/// from the answers they get (the stand-in dates every answer). (A Vault that never sends `Date`
+/// is not asked again either: tests/round2/issuer_hostile.rs.)
+#[tokio::test(start_paused = true)]
+async fn the_date_is_probed_once_before_the_first_issue() {
+    let _clock = hold_clock();
+    let (vault, issuer) = token_setup().await;
+    for _ in 0..3 {
+        issuer.fetch().await.unwrap();
+    }
+    let probes = vault
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::GET && r.path == "/api/")
+        .count();
+    assert_eq!((probes, count(&vault, is_create)), (1, 3));
+    let _ = issuer.shutdown().await;
+}
