@@ -446,6 +446,22 @@ pub(crate) mod tests {
         assert_eq!(head.method, Method::GET);
     }
 
+    /// A head that grew to hold a few KiB of headers (cookies, say) is kept: the bound is 8 KiB.
+    #[test]
+    fn heads_of_a_few_kib_are_kept() {
+        std::thread::spawn(|| {
+            let value = "x".repeat(7 * 1024);
+            let request = Request::get("https://h/")
+                .header("cookie", value.as_str())
+                .body(())
+                .unwrap();
+            drop(HeadCopy::of(&request, 0));
+            assert_eq!(spare_heads(), 1, "the head went back to the pool");
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn the_pool_is_bounded_and_big_heads_are_not_kept() {
         let big = "x".repeat(KEEP_BYTES + 1);
