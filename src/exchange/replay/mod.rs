@@ -448,6 +448,32 @@ mod tests {
         assert!(copy.head.text_room() >= 1000);
     }
 
+    /// A recorded body settles when the first attempt has read it to its end, or dropped it;
+    /// a body kept by value is settled from the start.
+    #[tokio::test]
+    async fn a_recorded_body_settles_when_the_first_attempt_is_done_with_it() {
+        use http_body_util::BodyExt;
+        fn poll_once<B: Body + 'static>(copy: &ReplayCopy<B, ()>) -> bool {
+            let settled = std::pin::pin!(copy.settled());
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            std::future::Future::poll(settled, &mut cx).is_ready()
+        }
+        let stream = Chunks(Some(Bytes::from_static(b"streamed"))).boxed();
+        let (sent, copy) = copied(stream, 64).expect("recorded");
+        assert!(!poll_once(&copy), "not while the body is unread");
+        bytes_of(sent.into_body()).await;
+        assert!(poll_once(&copy), "read to its end");
+
+        let stream = Chunks(Some(Bytes::from_static(b"dropped"))).boxed();
+        let (sent, copy) = copied(stream, 64).expect("recorded");
+        assert!(!poll_once(&copy));
+        drop(sent);
+        assert!(poll_once(&copy), "dropped unread");
+
+        let (_, copy) = copy_of_string("by value");
+        assert!(poll_once(&copy));
+    }
+
     /// The replay of an empty boxed body says it is empty: at its end, of length 0, so that a
     /// client sends it as the first attempt went (`content-length: 0`, not a stream).
     #[test]
