@@ -655,3 +655,40 @@ fn client_ids_outside_vaults_rule_are_refused() {
         );
     }
 }
+
+/// A token shows as `AccessToken([REDACTED])`; a refused value says why, without showing it.
+#[test]
+fn a_token_is_shown_redacted_and_a_refused_value_says_why() {
+    let token = AccessToken::new("veeva-vault-neverShownInDebug").unwrap();
+    assert_eq!(format!("{token:?}"), "AccessToken([REDACTED])");
+    let too_long = format!(
+        "veeva-vault-{}",
+        "x".repeat(veeva_vault_auth::MAX_TOKEN_LEN)
+    );
+    let cases = [
+        (
+            "bearer-secretValue",
+            "invalid access token: it does not start with `veeva-vault-`".to_owned(),
+        ),
+        (
+            "veeva-vault-",
+            "invalid access token: it is empty after the prefix".to_owned(),
+        ),
+        (
+            "veeva-vault-secret Value",
+            "invalid access token: illegal character at byte 18".to_owned(),
+        ),
+        (
+            too_long.as_str(),
+            format!(
+                "invalid access token: {} bytes is over the limit of 1024",
+                too_long.len()
+            ),
+        ),
+    ];
+    for (value, said) in cases {
+        let err = AccessToken::new(value).unwrap_err();
+        assert_eq!(err.to_string(), said);
+        assert!(!format!("{err:?}").contains("ecret"), "{err:?}");
+    }
+}
