@@ -462,6 +462,25 @@ pub(crate) mod tests {
         .unwrap();
     }
 
+    /// The bound is inclusive: a head of exactly 8 KiB of buffers is kept, one byte more is not.
+    #[test]
+    fn a_head_of_exactly_the_bound_is_kept() {
+        std::thread::spawn(|| {
+            for (room, kept) in [(KEEP_BYTES, 1), (KEEP_BYTES + 1, 0)] {
+                let head = Head {
+                    text: Vec::with_capacity(room),
+                    ..Head::default()
+                };
+                assert_eq!(head.size(), room);
+                drop(HeadCopy(Some(Box::new(head))));
+                assert_eq!(spare_heads(), kept, "{room} bytes");
+                POOL.with(|pool| pool.borrow_mut().clear());
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn the_pool_is_bounded_and_big_heads_are_not_kept() {
         let big = "x".repeat(KEEP_BYTES + 1);
