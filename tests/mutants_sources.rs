@@ -1,0 +1,83 @@
+//! Tests that kill mutants of `src/source/` that the rest of the suite let live
+//! (scripts/mutants.sh; mutants-report.md names each): the poll interval a wrapped source
+//! reports, the environment source's interval, the token file's default size cap, and what a
+//! `FileToken` shows in `Debug`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use veeva_vault_auth::source::{EnvToken, FileToken, SourceErrorKind, StaticToken, TokenSource};
+
+/// A token source behind an `Arc` or a `Box` polls exactly as the source inside does.
+#[test]
+fn a_wrapped_source_reports_the_poll_interval_of_the_source_inside() {
+    let every = Duration::from_secs(30);
+    let polled = || EnvToken::from_var("VVA_MUTANTS_SOURCES_UNSET").with_poll_interval(every);
+    let fixed = || StaticToken::new("veeva-vault-mutants-sources").unwrap();
+
+    assert_eq!(Arc::new(polled()).poll_interval(), Some(every));
+    assert_eq!(Arc::new(fixed()).poll_interval(), None);
+    let boxed: Box<dyn TokenSource> = Box::new(polled());
+    assert_eq!(boxed.poll_interval(), Some(every));
+    let boxed: Box<dyn TokenSource> = Box::new(fixed());
+    assert_eq!(boxed.poll_interval(), None);
+}
+
+/// The environment source reads its variable again every 5 s unless told otherwise, and not at
+/// all when told `Duration::ZERO`.
+#[test]
+fn the_environment_source_polls_every_five_seconds_by_default() {
+    let var = "VVA_MUTANTS_SOURCES_UNSET";
+    assert_eq!(
+        EnvToken::from_var(var).poll_interval(),
+        Some(Duration::from_secs(5))
+    );
+    let every = Duration::from_millis(1500);
+    assert_eq!(
+        EnvToken::from_var(var)
+            .with_poll_interval(every)
+            .poll_interval(),
+        Some(every)
+    );
+    assert_eq!(
+        EnvToken::from_var(var)
+            .with_poll_interval(Duration::ZERO)
+            .poll_interval(),
+        None
+    );
+}
+
+/// A token file of exactly the default cap (64 KiB: a token and a long tail of whitespace) is
+/// read; one byte more is refused as too large.
+#[tokio::test]
+async fn a_token_file_of_up_to_64_kib_is_read_by_default() {
+    let dir = std::env::temp_dir().join(format!("vva-mutants-sources-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    let token = "veeva-vault-mutants-sources-file";
+
+    let mut text = token.to_owned();
+    text.push_str(&"\n".repeat(64 * 1024 - token.len()));
+    std::fs::write(&path, &text).unwrap();
+    let read = FileToken::new(&path).fetch().await.expect("64 KiB is read");
+    assert_eq!(read.expose_secret(), token);
+
+    text.push('\n');
+    std::fs::write(&path, &text).unwrap();
+    let err = FileToken::new(&path).fetch().await.unwrap_err();
+    assert_eq!(err.kind(), SourceErrorKind::TooLarge, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `FileToken` shows its path, size cap and poll interval.
+#[test]
+fn a_token_file_shows_its_path_cap_and_interval() {
+    let source = FileToken::new("/run/secrets/vault-token")
+        .with_max_size(4096)
+        .with_poll_interval(Duration::from_secs(10));
+    assert_eq!(
+        format!("{source:?}"),
+        r#"FileToken { path: "/run/secrets/vault-token", max_size: 4096, poll: Some(10s) }"#
+    );
+}
