@@ -1,6 +1,6 @@
 //! Tests that kill mutants of `src/source/` that the rest of the suite let live
 //! (scripts/mutants.sh; mutants-report.md names each): the poll interval a wrapped source
-//! reports, the environment source's interval, the token file's default size cap, and what a
+//! reports, the environment and file sources' intervals, the token file's size caps, and what a
 //! `FileToken` shows in `Debug`.
 
 use std::sync::Arc;
@@ -79,5 +79,42 @@ fn a_token_file_shows_its_path_cap_and_interval() {
     assert_eq!(
         format!("{source:?}"),
         r#"FileToken { path: "/run/secrets/vault-token", max_size: 4096, poll: Some(10s) }"#
+    );
+}
+
+/// A size cap below what a token of the longest kind takes, with a line end, is raised to it: a
+/// file of a 1024-byte token and `\r\n` is always read.
+#[tokio::test]
+async fn a_token_file_cap_always_leaves_room_for_the_longest_token() {
+    let dir = std::env::temp_dir().join(format!("vva-mutants-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    let prefix = "veeva-vault-";
+    let token = format!("{prefix}{}", "t".repeat(1024 - prefix.len()));
+    std::fs::write(&path, format!("{token}\r\n")).unwrap();
+    let read = FileToken::new(&path)
+        .with_max_size(1)
+        .fetch()
+        .await
+        .expect("the longest token with a line end is read");
+    assert_eq!(read.expose_secret(), token);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The file source reads its file again as often as told, and not at all when told
+/// `Duration::ZERO`.
+#[test]
+fn the_file_source_polls_as_told_and_zero_turns_it_off() {
+    let every = Duration::from_secs(12);
+    let file = || FileToken::new("/run/secrets/vault-token");
+    assert_eq!(file().poll_interval(), Some(Duration::from_secs(5)));
+    assert_eq!(
+        file().with_poll_interval(every).poll_interval(),
+        Some(every)
+    );
+    assert_eq!(
+        file().with_poll_interval(Duration::ZERO).poll_interval(),
+        None
     );
 }
