@@ -328,6 +328,47 @@ mod tests {
         assert_eq!(err.kind(), SourceErrorKind::Io, "{err}");
     }
 
+    /// A read that its caller gave up on, and that has finished since, is not handed to the
+    /// next caller as if it were still under way: that one reads the file afresh.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_given_up_on_that_finished_since_is_not_reused() {
+        use std::sync::atomic::Ordering;
+
+        let dir = temp_dir("finished");
+        let path = dir.join("token");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let source = FileToken::new(&path);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut fetch = tokio_test::task::spawn(source.fetch());
+            assert!(fetch.poll().is_pending(), "the read blocks in `open`");
+        });
+        // A writer that comes and goes lets the read end (with an error: no regular file).
+        drop(fs::OpenOptions::new().write(true).open(&path).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !source
+            .reading
+            .try_lock()
+            .is_ok_and(|read| read.as_ref().is_some_and(|read| read.is_finished()))
+        {
+            assert!(std::time::Instant::now() < deadline, "the read never ended");
+            std::thread::yield_now();
+        }
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, "veeva-vault-fresh\n").unwrap();
+        let token = runtime.block_on(source.read()).expect("read afresh");
+        assert_eq!(token.expose_secret(), "veeva-vault-fresh");
+        assert_eq!(source.started.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn a_file_appended_to_during_the_read_is_refused() {
         let dir = temp_dir("appended");
