@@ -1,12 +1,15 @@
 //! Tests that kill mutants of `src/source/` that the rest of the suite let live
 //! (scripts/mutants.sh; mutants-report.md names each): the poll interval a wrapped source
 //! reports, the environment and file sources' intervals, the token file's size caps, and what a
-//! `FileToken` shows in `Debug`.
+//! `FileToken` and a `RotatingToken` show in `Debug`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use veeva_vault_auth::source::{EnvToken, FileToken, SourceErrorKind, StaticToken, TokenSource};
+use veeva_vault_auth::source::{
+    EnvToken, FileToken, RotatingToken, SourceError, SourceErrorKind, StaticToken, TokenSource,
+};
+use veeva_vault_auth::AccessToken;
 
 /// A token source behind an `Arc` or a `Box` polls exactly as the source inside does.
 #[test]
@@ -117,4 +120,13 @@ fn the_file_source_polls_as_told_and_zero_turns_it_off() {
         file().with_poll_interval(Duration::ZERO).poll_interval(),
         None
     );
+}
+
+/// A `RotatingToken` shows its name only: the function it wraps may hold credentials.
+#[test]
+fn a_rotating_token_shows_only_its_name() {
+    let source = RotatingToken::new(|| async {
+        Ok::<_, SourceError>(AccessToken::new("veeva-vault-rotatingSecret")?)
+    });
+    assert_eq!(format!("{source:?}"), "RotatingToken { .. }");
 }
