@@ -474,6 +474,18 @@ mod tests {
         assert!(poll_once(&copy));
     }
 
+    /// The first attempt's recorded body says it has ended as soon as the body inside does, so
+    /// that a client need not poll it once more (HTTP/2 ends the stream on the last data frame).
+    #[tokio::test]
+    async fn a_recorded_body_says_when_the_body_inside_has_ended() {
+        use http_body_util::BodyExt;
+        let (mut sent, _copy) = copied(boxed(b"form=1".to_vec()), 64).expect("recorded");
+        assert!(!sent.body().is_end_stream());
+        let frame = sent.body_mut().frame().await.expect("a frame").unwrap();
+        assert_eq!(frame.into_data().unwrap(), &b"form=1"[..]);
+        assert!(sent.body().is_end_stream(), "the data was all of it");
+    }
+
     /// The replay of an empty boxed body says it is empty: at its end, of length 0, so that a
     /// client sends it as the first attempt went (`content-length: 0`, not a stream).
     #[test]
