@@ -143,7 +143,8 @@ fn the_recording_of_a_boxed_body_is_wiped() {
     const SECRET: &str = "BOXEDBODYWIPEMARKER";
     // The caller's chunks are static (made and leaked before the scan): only the layer's copies
     // of them are heap blocks the scan can see.
-    let long: &'static str = Box::leak(SECRET.repeat(80).into_boxed_str());
+    let half: &'static str = Box::leak(SECRET.repeat(40).into_boxed_str());
+    let rest: &'static str = Box::leak(SECRET.repeat(80).into_boxed_str());
     let unwiped = unwiped_blocks_in(SECRET, || {
         let layer = layer("veeva-vault-some-token-");
         on_a_thread(async {
@@ -170,10 +171,11 @@ fn the_recording_of_a_boxed_body_is_wiped() {
             });
             let service = layer.layer(inner);
             for _ in 0..3 {
-                // Two chunks, so that the recording grows past its first buffer.
+                // Two chunks: the first fits the recording's first buffer (1 KiB), the second
+                // makes it grow past twice that with the first already in it.
                 let body = Chunks(vec![
-                    Bytes::from_static(long.as_bytes()),
-                    Bytes::from_static(SECRET.as_bytes()),
+                    Bytes::from_static(half.as_bytes()),
+                    Bytes::from_static(rest.as_bytes()),
                 ])
                 .boxed();
                 let request = Request::post("https://myvault.veevavault.com/api/v26.2/query")
@@ -185,7 +187,7 @@ fn the_recording_of_a_boxed_body_is_wiped() {
             assert_eq!(calls.load(Ordering::SeqCst), 4, "one replay");
             assert_eq!(
                 read.load(Ordering::SeqCst),
-                4 * 81 * SECRET.len(),
+                4 * 120 * SECRET.len(),
                 "every attempt read the whole body"
             );
         });

@@ -475,15 +475,23 @@ mod tests {
     }
 
     /// The first attempt's recorded body says it has ended as soon as the body inside does, so
-    /// that a client need not poll it once more (HTTP/2 ends the stream on the last data frame).
+    /// that a client need not poll it once more (HTTP/2 ends the stream on the last data frame);
+    /// the replay says so once it is read to its end.
     #[tokio::test]
     async fn a_recorded_body_says_when_the_body_inside_has_ended() {
         use http_body_util::BodyExt;
-        let (mut sent, _copy) = copied(boxed(b"form=1".to_vec()), 64).expect("recorded");
+        let (mut sent, copy) = copied(boxed(b"form=1".to_vec()), 64).expect("recorded");
         assert!(!sent.body().is_end_stream());
         let frame = sent.body_mut().frame().await.expect("a frame").unwrap();
         assert_eq!(frame.into_data().unwrap(), &b"form=1"[..]);
         assert!(sent.body().is_end_stream(), "the data was all of it");
+        drop(sent);
+
+        let (again, ()) = copy.rebuild().expect("rebuilt");
+        let mut body = again.into_body();
+        assert!(!body.is_end_stream());
+        while body.frame().await.is_some() {}
+        assert!(body.is_end_stream(), "the replay, read to its end");
     }
 
     /// The replay of an empty boxed body says it is empty: at its end, of length 0, so that a
