@@ -198,3 +198,38 @@ async fn an_acceptance_is_logged_once_per_token_across_renewals() {
         "{logged}"
     );
 }
+
+/// A revocation round that Vault confirmed is logged as such; a round it refused is not.
+#[cfg(feature = "issuer")]
+#[tokio::test(start_paused = true)]
+async fn a_confirmed_revocation_round_is_logged_and_a_refused_one_is_not() {
+    use veeva_vault_auth::source::{StaticToken, TokenSource, VaultIssuer};
+    let (captured, _default) = Captured::start();
+    let _clock = hold_clock();
+    let vault = VaultStandIn::start().await.unwrap();
+    let issuer = VaultIssuer::builder(&vault.base_url())
+        .bootstrap_token(StaticToken::new(vault.issue_token()).unwrap())
+        .grace_period(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let logged = || captured.text().matches("revoked superseded").count();
+
+    // The first token is superseded, and revoked after its grace period.
+    issuer.fetch().await.unwrap();
+    issuer.fetch().await.unwrap();
+    tokio::time::advance(Duration::from_secs(601)).await;
+    eventually("the first round", || issuer.stats().revoked == 1).await;
+    assert_eq!(logged(), 1, "{}", captured.text());
+
+    // The second is superseded too, but Vault refuses its revocation.
+    vault.fail_path_with("/vobjects/api_access_token__sys", "INSUFFICIENT_ACCESS");
+    issuer.fetch().await.unwrap();
+    tokio::time::advance(Duration::from_secs(601)).await;
+    eventually("the refused round", || {
+        issuer.stats().revocation_failures == 1
+    })
+    .await;
+    assert_eq!(logged(), 1, "{}", captured.text());
+    vault.clear_failures();
+    let _ = issuer.shutdown().await;
+}
