@@ -389,3 +389,19 @@ fn a_declared_length_that_fits_the_bound_exactly_is_read() {
         Started::TooLarge(_)
     ));
 }
+
+/// The body's own size hint is held to the same bound: a body that says it holds exactly what
+/// fits is read, one that says a byte more is not (hyper's hint is the declared length; a body
+/// built in memory says its length itself, with no header).
+#[test]
+fn a_size_hint_that_fits_the_bound_exactly_is_read() {
+    let sized = |len: usize| json_response(http_body_util::Full::new(Bytes::from(vec![b' '; len])));
+    assert!(matches!(
+        Inspection::start(sized(1000), 1000 + FRAME, DEFAULT_INSPECT_WAIT),
+        Started::Reading(_)
+    ));
+    assert!(matches!(
+        Inspection::start(sized(1001), 1000 + FRAME, DEFAULT_INSPECT_WAIT),
+        Started::TooLarge(_)
+    ));
+}
