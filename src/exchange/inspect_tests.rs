@@ -181,6 +181,24 @@ async fn a_stalled_body_is_handed_over_after_the_wait() {
     assert_eq!(response.body().read_ahead(), Some(1));
 }
 
+/// A wait too long for the clock to add (`Duration::MAX`) is as good as never: a stalled body is
+/// still held a year later.
+#[tokio::test(start_paused = true)]
+async fn a_wait_past_what_the_clock_can_hold_lasts_at_least_a_year() {
+    let response = json_response(Script::new([Bytes::from_static(b"{")], true));
+    let Started::Reading(mut inspection) = Inspection::start(response, 64 * 1024, Duration::MAX)
+    else {
+        panic!("not read");
+    };
+    let began = Instant::now();
+    let _ = std::future::poll_fn(|cx| inspection.poll_judge(cx, &VaultRule)).await;
+    assert!(
+        began.elapsed() >= Duration::from_secs(365 * 86_400),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
 #[test]
 fn no_wait_judges_what_is_there() {
     let body = Script::new([Bytes::from_static(&REJECTION[..20])], true);
