@@ -349,6 +349,46 @@ fn judging_a_vault_success_response_allocates_nothing() {
     assert_eq!(ours, base);
 }
 
+/// The inner service answering as Vault before API v23.2 does: JSON without
+/// `X-VaultAPI-Status`, its body in one frame, which the layer reads before it hands the answer
+/// over.
+fn inner_unlabelled<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = Ready<Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_request: Request<B>| {
+        let body = Full::new(Bytes::from_static(
+            br#"{"responseStatus":"SUCCESS","data":[]}"#,
+        ));
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ready(Ok(response))
+    })
+}
+
+/// An answer without a status header is read ahead and judged; a body in one frame is judged
+/// where it lies, never copied. The layer adds four allocations, none of them a copy: the
+/// future that judges the answer, the body pinned while it is read, the list of frames read
+/// ahead, and the part of the answer's body that hands them out again.
+#[test]
+fn judging_a_one_frame_answer_without_a_status_header_copies_nothing() {
+    let layer = VaultAuthLayer::new(VAULT, StaticToken::new(TOKEN).unwrap()).unwrap();
+    let ours = per_request(tower::Layer::layer(&layer, inner_unlabelled()), minimal);
+    let base = per_request(
+        SetRequestHeader::overriding(
+            inner_unlabelled(),
+            AUTHORIZATION,
+            HeaderValue::from_static(BEARER),
+        ),
+        minimal,
+    );
+    assert_eq!(ours - base, 4, "ours {ours}, the baseline {base}");
+}
+
 type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// A typical request whose body is boxed (what a generic client sends), with in-memory content.
