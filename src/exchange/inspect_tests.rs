@@ -423,3 +423,18 @@ fn a_size_hint_that_fits_the_bound_exactly_is_read() {
         Started::TooLarge(_)
     ));
 }
+
+/// A buffer in pieces (a `Buf` that is not one slice) is copied whole; one in a single piece too.
+#[test]
+fn a_buffer_in_pieces_is_copied_whole() {
+    use bytes::Buf;
+    let pieces = (&b"{\"responseStatus\":"[..]).chain(&b"\"FAILURE\"}"[..]);
+    let mut out = Vec::new();
+    assert!(copy_chunks(&pieces, &mut out));
+    assert_eq!(out, br#"{"responseStatus":"FAILURE"}"#);
+    assert_eq!(pieces.remaining(), out.len(), "not consumed");
+
+    let mut out = Vec::new();
+    assert!(copy_chunks(&Bytes::from_static(b"one piece"), &mut out));
+    assert_eq!(out, b"one piece");
+}
