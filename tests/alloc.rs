@@ -349,6 +349,8 @@ fn judging_a_vault_success_response_allocates_nothing() {
     assert_eq!(ours, base);
 }
 
+type FullAnswer = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
 /// The inner service answering as Vault before API v23.2 does: JSON without
 /// `X-VaultAPI-Status`, its body in one frame, which the layer reads before it hands the answer
 /// over.
@@ -356,7 +358,7 @@ fn inner_unlabelled<B>() -> impl Service<
     Request<B>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
-    Future = Ready<Result<Response<Full<Bytes>>, Infallible>>,
+    Future = FullAnswer,
 > + Clone {
     tower::service_fn(|_request: Request<B>| {
         let body = Full::new(Bytes::from_static(
