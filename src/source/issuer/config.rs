@@ -308,7 +308,9 @@ impl VaultIssuerBuilder {
     }
 
     /// The start of every issued token's `name__v` (default [`DEFAULT_NAME_PREFIX`]); the rest is
-    /// the host name, the process id and the time. Tokens whose name starts with this prefix
+    /// the host name, the process id and the time, as `prefix:host:pid:time`. The host is
+    /// `HOSTNAME`, else `/etc/hostname`, else `host`, kept to visible ASCII without `:` and cut
+    /// so that the name fits Vault's 128 characters. Tokens whose name starts with this prefix
     /// and a `:` are the issuer's own: the only ones it revokes to make room under the cap.
     #[must_use]
     pub fn name_prefix(mut self, prefix: &str) -> Self {
