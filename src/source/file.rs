@@ -251,6 +251,24 @@ mod tests {
         dir
     }
 
+    /// A FIFO with no writer (whose `open` blocks) in a fresh directory, a source reading it, and
+    /// a runtime to drive the source in steps.
+    #[cfg(target_os = "linux")]
+    fn fifo_source(name: &str) -> (PathBuf, FileToken, tokio::runtime::Runtime) {
+        let path = temp_dir(name).join("token");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let source = FileToken::new(&path);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (path, source, runtime)
+    }
+
     #[test]
     fn a_file_replaced_during_the_read_is_refused() {
         let dir = temp_dir("replaced");
@@ -276,18 +294,7 @@ mod tests {
         use std::os::unix::fs::OpenOptionsExt;
         use std::sync::atomic::{AtomicBool, Ordering};
 
-        let dir = temp_dir("fifo");
-        let path = dir.join("token");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let source = FileToken::new(&path);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (path, source, runtime) = fifo_source("fifo");
         let (started, last) = runtime.block_on(async {
             // Five fetches, each given up by its caller (a fetch timeout) while the read blocks.
             for _ in 0..5 {
@@ -335,18 +342,7 @@ mod tests {
     fn a_read_given_up_on_that_finished_since_is_not_reused() {
         use std::sync::atomic::Ordering;
 
-        let dir = temp_dir("finished");
-        let path = dir.join("token");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let source = FileToken::new(&path);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (path, source, runtime) = fifo_source("finished");
         runtime.block_on(async {
             let mut fetch = tokio_test::task::spawn(source.fetch());
             assert!(fetch.poll().is_pending(), "the read blocks in `open`");
