@@ -57,6 +57,9 @@ fn login() -> Request<Chunks> {
 #[derive(Arbitrary, Debug)]
 struct Req {
     method: Verb,
+    /// A route under `/api/v26.2` that the path's pieces follow; without one, the pieces alone
+    /// make the path. (A known route is then one choice away, not two pieces in a row.)
+    route: Option<Word>,
     path: Vec<Piece>,
     query: Option<Vec<Piece>>,
     credential: Credential,
@@ -308,7 +311,11 @@ fn method(verb: &Verb) -> Option<Method> {
 
 /// The request as hyper would hand it over, or `None` where hyper would refuse it.
 fn build(req: &Req, known: &Known, pad: &Bytes) -> Option<Request<Chunks>> {
-    let mut target = known.bytes(&req.path);
+    let mut target = match req.route {
+        Some(route) => format!("{}{}", Word::ApiVersion.text(), route.text()).into_bytes(),
+        None => Vec::new(),
+    };
+    target.extend(known.bytes(&req.path));
     if !target.starts_with(b"/") {
         target.insert(0, b'/');
     }
