@@ -261,13 +261,6 @@ async fn a_new_env_value_reaches_the_next_requests() {
     std::env::remove_var(var);
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vva-core-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_rewritten_token_file_reaches_the_next_requests() {
     let _clock = hold_clock();

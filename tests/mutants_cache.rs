@@ -423,14 +423,13 @@ async fn retry_at_is_shown_until_the_backoffs_last_instant_and_not_at_it() {
         .retry_at
         .expect("a backoff after the failure");
 
-    let now = tokio::time::Instant::now();
-    tokio::time::advance(until - now - Duration::from_nanos(1)).await;
+    advance_to(until - Duration::from_nanos(1)).await;
     assert_eq!(
         handle.status().retry_at,
         Some(until),
         "one nanosecond before"
     );
-    tokio::time::advance(Duration::from_nanos(1)).await;
+    advance_to(until).await;
     settle().await;
     let status = handle.status();
     assert_eq!(

@@ -3,8 +3,12 @@
 //! reports, the environment and file sources' intervals, the token file's size caps, and what a
 //! `FileToken` and a `RotatingToken` show in `Debug`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
+
+use common::temp_dir;
 
 use veeva_vault_auth::source::{
     EnvToken, FileToken, RotatingToken, SourceError, SourceErrorKind, StaticToken, TokenSource,
@@ -50,20 +54,12 @@ fn the_environment_source_polls_every_five_seconds_by_default() {
     );
 }
 
-/// A fresh directory for a test, and the path of the token file in it.
-fn token_file_in(test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("vva-mutants-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("token");
-    (dir, path)
-}
-
 /// A token file of exactly the default cap (64 KiB: a token and a long tail of whitespace) is
 /// read; one byte more is refused as too large.
 #[tokio::test]
 async fn a_token_file_of_up_to_64_kib_is_read_by_default() {
-    let (dir, path) = token_file_in("default");
+    let dir = temp_dir("default-cap");
+    let path = dir.join("token");
     let token = "veeva-vault-mutants-sources-file";
 
     let mut text = token.to_owned();
@@ -95,7 +91,8 @@ fn a_token_file_shows_its_path_cap_and_interval() {
 /// file of a 1024-byte token and `\r\n` is always read.
 #[tokio::test]
 async fn a_token_file_cap_always_leaves_room_for_the_longest_token() {
-    let (dir, path) = token_file_in("cap");
+    let dir = temp_dir("raised-cap");
+    let path = dir.join("token");
     let prefix = "veeva-vault-";
     let token = format!("{prefix}{}", "t".repeat(1024 - prefix.len()));
     std::fs::write(&path, format!("{token}\r\n")).unwrap();

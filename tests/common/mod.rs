@@ -232,7 +232,24 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Moves the paused clock to exactly `at`.
+pub async fn advance_to(at: tokio::time::Instant) {
+    tokio::time::advance(at - tokio::time::Instant::now()).await;
+}
+
+/// A fresh, empty directory for this test process, named `name`.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vva-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Lets spawned tasks and real sockets make progress without moving paused time.
+///
+/// Its last step is a zero sleep, which fires at the next millisecond of the clock: on a clock
+/// moved to an instant between two milliseconds (see [`advance_to`]) and held there, it waits for
+/// good. Wait for a condition with [`eventually`] there instead.
 pub async fn settle() {
     for _ in 0..50 {
         tokio::task::yield_now().await;
