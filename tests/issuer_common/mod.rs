@@ -25,6 +25,11 @@ pub fn wall_clock(offset_secs: i64) -> impl Fn() -> SystemTime + Send + Sync + '
     }
 }
 
+/// The call made only to read Vault's `Date`: `GET /api/`.
+pub fn is_date_probe(r: &RecordedRequest) -> bool {
+    r.method == Method::GET && r.path == "/api/"
+}
+
 pub fn is_create(r: &RecordedRequest) -> bool {
     r.method == Method::POST && r.path.ends_with("/users/me/api_access_token__sys")
 }
